@@ -1,0 +1,260 @@
+"""Typed run configuration: YAML files and dotted overrides, validated into dataclasses.
+
+Every default lives in configs/default.yaml; the dataclass defaults below mirror it so that a preset only
+needs to name what it changes. Unknown keys, wrong types and out-of-range values raise InputError naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data.errors import InputError
+from data.settings import DataConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+
+
+@dataclass
+class ModelConfig:
+    width: int = field(default=16, metadata={"min": 1})  # filters of the first down block; the lab uses 64
+    z_channels: int = field(default=128, metadata={"min": 1})  # noise channels at the 2x8 bottleneck; lab 512
+    kernel_size: int = field(default=4, metadata={"min": 1})
+    leaky_slope: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
+    bn_momentum: float = field(default=0.8, metadata={"min": 0.0, "max": 1.0})
+
+
+@dataclass
+class TrainConfig:
+    steps: int = field(default=300, metadata={"min": 1})
+    batch_size: int = field(default=64, metadata={"min": 1})
+    n_critic: int = field(default=5, metadata={"min": 1})
+    gp_weight: float = field(default=10.0, metadata={"min": 0.0})
+    d_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
+    g_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
+    beta1: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
+    beta2: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
+    strategy: str = field(default="auto", metadata={"choices": ["auto", "default", "mirrored", "multi_worker"]})
+    jit_compile: bool = True
+    mixed_precision: bool = False
+    seed: int = 0
+    threads: int = field(default=0, metadata={"min": 0})
+    log_every: int = field(default=10, metadata={"min": 1})
+    eval_every: int = field(default=50, metadata={"min": 1})
+    checkpoint_every: int = field(default=50, metadata={"min": 1})
+    keep_checkpoints: int = field(default=5, metadata={"min": 1})
+    sample_every: int = field(default=50, metadata={"min": 1})
+
+
+@dataclass
+class EvalConfig:
+    num_samples: int = field(default=64, metadata={"min": 1})
+    qualified_min_steps: int = field(default=2, metadata={"min": 1})
+    seed: int = 1234
+
+
+@dataclass
+class SampleConfig:
+    num: int = field(default=4, metadata={"min": 1})
+    tempo: float = field(default=100.0, metadata={"min_exclusive": 0.0})
+    programs: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    track_names: list[str] = field(default_factory=lambda: ["soprano", "alto", "tenor", "bass"])
+    threshold: float = field(default=0.0, metadata={"min": -1.0, "max": 1.0})
+    seed: int = 99
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs/default"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or a syntax error is an InputError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: YAML syntax error{where}: {problem}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a mapping of config sections at the top level, got {type(doc).__name__}")
+    return doc
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`train.g_lr=2e-4` -> (["train", "g_lr"], 2e-4); the value is parsed as YAML."""
+    if "=" not in item:
+        raise InputError(f"--set {item}: expected key=value, e.g. train.batch_size=32")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise InputError(f"--set {item}: expected a dotted key such as train.batch_size")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    doc = dict(doc)
+    for item in overrides:
+        keys, value = parse_override(item)
+        nested: Any = value
+        for part in reversed(keys):
+            nested = {part: nested}
+        doc = deep_merge(doc, nested)
+    return doc
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, meta: dict[str, Any], source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, meta, source)
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(f"{source}{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]", {}, source) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{source}{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{source}{key}: expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{source}{key}: expected a number, got {value!r}")
+        value = float(value)
+        if value != value:
+            raise InputError(f"{source}{key}: expected a number, got NaN")
+    elif tp is str:
+        if not isinstance(value, str):
+            raise InputError(f"{source}{key}: expected a string, got {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise InputError(f"{source}{key}: expected one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+    if "min" in meta and value < meta["min"]:
+        raise InputError(f"{source}{key}: must be >= {meta['min']}, got {value!r}")
+    if "min_exclusive" in meta and value <= meta["min_exclusive"]:
+        raise InputError(f"{source}{key}: must be > {meta['min_exclusive']}, got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise InputError(f"{source}{key}: must be <= {meta['max']}, got {value!r}")
+    return value
+
+
+def build_dataclass(cls: type, doc: Any, prefix: str = "", source: str = "") -> Any:
+    """Validate a mapping into dataclass `cls`; errors name the dotted key and suggest near misses."""
+    if not isinstance(doc, dict):
+        raise InputError(f"{source}{prefix.rstrip('.') or 'config'}: expected a mapping, got {doc!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in doc:
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {prefix}{near[0]}?)" if near else f" (known keys: {', '.join(fields)})"
+            raise InputError(f"{source}{prefix}{key}: unknown config key{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in doc:
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = build_dataclass(tp, doc[name], f"{prefix}{name}.", source)
+        else:
+            kwargs[name] = _coerce(doc[name], tp, f"{prefix}{name}", dict(f.metadata), source)
+    return cls(**kwargs)
+
+
+def check_consistency(cfg: Config, source: str = "") -> None:
+    """Cross-field rules that no single key can express."""
+    k = cfg.data.tracks
+    for key in ("programs", "track_names"):
+        if len(getattr(cfg.sample, key)) != k:
+            raise InputError(f"{source}sample.{key}: expected {k} entries (one per data.tracks), "
+                             f"got {len(getattr(cfg.sample, key))}")
+    if any(not 0 <= p <= 127 for p in cfg.sample.programs):
+        raise InputError(f"{source}sample.programs: MIDI programs must be in 0..127")
+    # The U-Net halves time and pitch four times, then doubles back.
+    for key, size in (("data.steps", cfg.data.steps), ("data.pitches", cfg.data.pitches)):
+        if size % 16:
+            raise InputError(f"{source}{key}: must be a multiple of 16 for the U-Net's four down blocks, got {size}")
+    if cfg.data.steps % cfg.data.steps_per_bar and cfg.data.steps > cfg.data.steps_per_bar:
+        raise InputError(f"{source}data.steps: must be a whole number of bars "
+                         f"({cfg.data.steps_per_bar} steps each), got {cfg.data.steps}")
+    if cfg.data.source in ("midi", "npy") and not cfg.data.path:
+        raise InputError(f"{source}data.path: required when data.source is {cfg.data.source}")
+
+
+def default_config_path() -> Path:
+    return CONFIG_DIR / "default.yaml"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """default.yaml <- preset file <- --set overrides, validated into a Config."""
+    doc = read_yaml(default_config_path()) if default_config_path().is_file() else {}
+    source = ""
+    if path is not None and Path(path).resolve() != default_config_path().resolve():
+        doc = deep_merge(doc, read_yaml(path))
+    if path is not None:
+        source = f"{path}: "
+    doc = apply_overrides(doc, overrides or [])
+    cfg = build_dataclass(Config, doc, source=source)
+    check_consistency(cfg, source)
+    return cfg
+
+
+def config_from_dict(doc: dict[str, Any], source: str = "") -> Config:
+    cfg = build_dataclass(Config, doc, source=source)
+    check_consistency(cfg, source)
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
