@@ -1,0 +1,1 @@
+"""chorus: containerized, distributed training of a melody-conditioned piano-roll GAN."""

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class DataConfig:
-    source: str = field(default="chorales", metadata={"choices": ["chorales", "midi", "npy"]})
-    path: str | None = None  # MIDI folder (midi) or .npy/.npz file (npy)
+    source: str = field(default="chorales", metadata={"choices": ["chorales", "midi", "npy", "dataset"]})
+    path: str | None = None  # MIDI folder (midi), .npy/.npz file (npy) or a built dataset dir (dataset)
     cache_dir: str = ".cache/chorus/data"
     steps: int = field(default=32, metadata={"min": 1})
     pitches: int = field(default=128, metadata={"min": 1, "max": 128})

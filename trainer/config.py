@@ -46,6 +46,7 @@ class TrainConfig:
     mixed_precision: bool = False
     seed: int = 0
     threads: int = field(default=0, metadata={"min": 0})
+    cpu_devices: int = field(default=1, metadata={"min": 1})
     log_every: int = field(default=10, metadata={"min": 1})
     eval_every: int = field(default=50, metadata={"min": 1})
     checkpoint_every: int = field(default=50, metadata={"min": 1})
@@ -228,7 +229,7 @@ def check_consistency(cfg: Config, source: str = "") -> None:
     if cfg.data.steps % cfg.data.steps_per_bar and cfg.data.steps > cfg.data.steps_per_bar:
         raise InputError(f"{source}data.steps: must be a whole number of bars "
                          f"({cfg.data.steps_per_bar} steps each), got {cfg.data.steps}")
-    if cfg.data.source in ("midi", "npy") and not cfg.data.path:
+    if cfg.data.source in ("midi", "npy", "dataset") and not cfg.data.path:
         raise InputError(f"{source}data.path: required when data.source is {cfg.data.source}")
 
 

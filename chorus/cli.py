@@ -1,0 +1,151 @@
+"""The `chorus` command: a thin shell. Each subcommand parses its arguments, loads config, calls one function."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from data.errors import InputError
+
+EXIT_INPUT = 2
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="preset YAML on top of configs/default.yaml")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help="override one setting, e.g. --set train.batch_size=32 (repeatable)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from trainer.config import load_config
+
+    overrides = list(args.overrides) + ([f"run.dir={args.run_dir}"] if args.run_dir else [])
+    cfg = load_config(args.config, overrides)
+    if args.dry_run:
+        from trainer.dryrun import dry_run
+
+        print(dry_run(cfg))
+        return 0
+    from trainer import train
+
+    try:
+        result = train(cfg)
+    except KeyboardInterrupt:
+        print(f"\nchorus: interrupted; run the same command to resume {cfg.run.dir} from its last checkpoint",
+              file=sys.stderr)
+        return 130
+    print(f"run dir: {result.run_dir} (step {result.step}, music_distance "
+          f"{result.metrics.get('music_distance', float('nan')):.4f})")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from trainer.generate import generate_from_run
+
+    paths = generate_from_run(args.run, melody=args.melody, num=args.num, out=args.out, seed=args.seed)
+    for p in paths:
+        print(f"{p}  {p.with_suffix('.png')}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from trainer.generate import evaluate_run
+
+    result, json_path, step = evaluate_run(args.run, args.json)
+    print(f"{args.run} at step {step}: generated samples vs holdout data")
+    print(result.table())
+    print(f"music_distance: {result.music_distance:.4f}  (0 = indistinguishable from the holdout by these metrics)")
+    print(f"written: {json_path}")
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from data.dataset import build_dataset
+    from trainer.config import load_config
+
+    overrides = list(args.overrides) + [f"data.source={args.source}"]
+    if args.path:
+        overrides.append(f"data.path={args.path}")
+    cfg = load_config(args.config, overrides)
+    out = build_dataset(cfg.data, args.out)
+    print(out)
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from data.dataset import describe_dataset
+
+    print(describe_dataset(args.dir))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chorus", description="Train, search and use a melody-conditioned piano-roll GAN (WGAN-GP).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train one run (resumes if the run dir has a checkpoint)",
+                       description="Train the GAN. Running the same command again resumes from the last checkpoint.")
+    _config_args(p)
+    p.add_argument("--run-dir", metavar="DIR", help="where the run is written (default: run.dir of the config)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the config, build the models, print parameter counts and the strategy, then exit")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="write 4-track MIDI + PNG conditioned on melodies",
+                       description="Complete melodies with a trained generator. Without --melody, melodies come "
+                                   "from the holdout set. Track 0 of the output is the melody itself.")
+    p.add_argument("--run", required=True, metavar="DIR", help="a run directory (or an exported checkpoint dir)")
+    p.add_argument("--melody", metavar="FILE.mid", help="a one-track melody; the first 32 steps after leading "
+                                                        "silence condition the generator")
+    p.add_argument("--num", type=int, default=4, help="number of samples (default 4)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default RUN/generated)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the noise (and holdout melodies)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("evaluate", help="music metrics of generated samples vs the holdout set",
+                       description="Print per-track music metrics of generated samples beside the holdout data's, "
+                                   "and music_distance; write them as JSON.")
+    p.add_argument("--run", required=True, metavar="DIR")
+    p.add_argument("--json", metavar="FILE", help="where to write the JSON (default RUN/evaluation.json)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("data", help="build or describe a dataset", description="Build or describe datasets.")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    b = data_sub.add_parser("build", help="build a dataset (.npz + manifest) from a source",
+                            description="Read a source, validate it, cut windows, split by piece and cache it. "
+                                        "A second build with the same inputs and settings is instant.")
+    b.add_argument("--source", choices=["chorales", "midi", "npy"], default="chorales")
+    b.add_argument("--path", metavar="P", help="MIDI folder (midi) or .npy/.npz file (npy)")
+    b.add_argument("--out", metavar="DIR", help="output folder (default: the cache under data.cache_dir)")
+    _config_args(b)
+    b.set_defaults(func=cmd_data_build)
+    i = data_sub.add_parser("info", help="describe a built dataset", description="Shape, counts, split, metrics.")
+    i.add_argument("dir", metavar="DIR")
+    i.set_defaults(func=cmd_data_info)
+
+    try:
+        from cluster.commands import register
+    except ImportError:  # the cluster package is optional for local training
+        register = None
+    if register is not None:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ logs (cuInit on CPU hosts) are noise here
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"chorus: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

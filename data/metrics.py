@@ -1,0 +1,260 @@
+"""Music metrics for piano rolls, in pure numpy.
+
+Input: ``rolls`` shaped (N, T, P, K) = (samples, time steps, pitches, tracks). Anything where ``> 0`` means "on"
+is accepted (bool, {0, 1} ints, {-1, 1} floats). Pitch index p has pitch class p % 12, so index 0 must be a C
+(true for P = 128 with index = MIDI number). Trailing steps that do not fill a whole bar (or beat) are ignored.
+
+Per-track metrics, one value per sample and track (NaN where undefined):
+
+- empty_bar_rate: fraction of bars in which the track has no active step (1.0 = every bar empty).
+- used_pitch_classes: mean over the track's non-empty bars of the number of distinct pitch classes in the bar
+  (1..12; octaves fold, so C4 and C5 count once); 0 if every bar is empty.
+- qualified_note_rate: a note is a maximal run of active steps on one pitch; the fraction of notes lasting at least
+  ``qualified_min_steps`` steps. MuseGAN's 3 of 96 steps per bar is under one step at 16 steps per bar, so the
+  default is 2 steps (an eighth note). NaN if the track has no notes.
+- polyphonic_rate: among the steps where the track sounds, the fraction with two or more pitches. NaN if silent.
+- in_scale_rate: one key per sample, the major scale (of 12; a minor key shares its relative major's pitch set)
+  holding the most active (step, pitch) cells over all tracks, ties to the lowest tonic; per track, the fraction of
+  its active cells whose pitch class is in that scale. Key-relative, so transposed data scores the same.
+  NaN if the track has no notes.
+
+tonal_distance (Harte, Sandler & Gasser 2006): per beat, a track's chroma (active steps per pitch class, L1
+normalised) maps to a 6-D tonal centroid on the circles of fifths, minor thirds and major thirds (radii 1, 1, 0.5).
+For a track pair: the mean, over the beats where both tracks sound, of the Euclidean distance between their
+centroids (0 = same harmony, larger = weaker harmonic relation, at most 3). NaN if no beat has both.
+
+music_distance: one scalar, lower = closer to the reference (holdout) set; a hyperparameter search minimises it.
+For every per-track metric and track, and every tonal-distance pair, take the 1-D Wasserstein-1 distance between
+the finite per-sample values of the generated and the reference set, divided by max(std of the reference values,
+floor) with floors 0.05 for rates, 0.25 for used pitch classes and 0.1 for tonal distance; the result is the mean
+of these terms. A side with no finite value (e.g. QN of a model that plays nothing) stands in as one value at the
+end of the metric's range farthest from the other side's mean, so silence scores a large distance, never NaN; if
+both sides have none, the term is 0.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+
+PER_TRACK = ("empty_bar_rate", "used_pitch_classes", "qualified_note_rate", "polyphonic_rate", "in_scale_rate")
+
+# Range of each metric (for standing in for a side with no finite value) and the floor of its scale in music_distance.
+RANGES = {m: (0.0, 1.0) for m in PER_TRACK} | {"used_pitch_classes": (0.0, 12.0)}
+SCALE_FLOORS = {m: 0.05 for m in PER_TRACK} | {"used_pitch_classes": 0.25}
+TD_RANGE = (0.0, 3.0)  # centroids lie in discs of radii 1, 1, 0.5, so two are at most sqrt(4 + 4 + 1) apart
+TD_SCALE_FLOOR = 0.1
+
+MAJOR_STEPS = (0, 2, 4, 5, 7, 9, 11)
+# SCALES[t, c]: pitch class c belongs to the major scale on tonic t.
+SCALES = np.array([[(c - t) % 12 in MAJOR_STEPS for c in range(12)] for t in range(12)])
+
+_L = np.arange(12)
+# Harte's transform, (6, 12): column l is the centroid of pitch class l alone.
+PHI = np.stack([
+    np.sin(_L * 7 * np.pi / 6), np.cos(_L * 7 * np.pi / 6),  # circle of fifths, r1 = 1
+    np.sin(_L * 3 * np.pi / 2), np.cos(_L * 3 * np.pi / 2),  # circle of minor thirds, r2 = 1
+    0.5 * np.sin(_L * 2 * np.pi / 3), 0.5 * np.cos(_L * 2 * np.pi / 3),  # circle of major thirds, r3 = 0.5
+])
+
+
+def _binarize(rolls) -> np.ndarray:
+    rolls = np.asarray(rolls)
+    if rolls.ndim != 4:
+        raise ValueError(f"rolls must be shaped (N, T, P, K), got {rolls.shape}")
+    return rolls > 0
+
+
+def _ratio(num, den) -> np.ndarray:
+    """num / den as floats, NaN where den == 0."""
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    out = np.full(np.broadcast_shapes(num.shape, den.shape), np.nan)
+    return np.divide(num, den, out=out, where=den > 0)
+
+
+def _chroma(rolls: np.ndarray) -> np.ndarray:
+    """(N, T, P, K) bool -> (N, T, 12, K) number of active pitches per pitch class; slicing c::12 folds octaves."""
+    return np.stack([rolls[:, :, c::12, :].sum(axis=2, dtype=np.int32) for c in range(12)], axis=2)
+
+
+def _blocks(x: np.ndarray, size: int, what: str) -> np.ndarray:
+    """Split the time axis (1) into whole blocks: (N, T, ...) -> (N, T // size, size, ...)."""
+    n = x.shape[1] // size
+    if n == 0:
+        raise ValueError(f"{x.shape[1]} time steps hold no whole {what} of {size} steps")
+    return x[:, : n * size].reshape(x.shape[0], n, size, *x.shape[2:])
+
+
+def _notes(rolls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every note (maximal run of active steps on one pitch): its length in steps and its owner n * K + k."""
+    k = rolls.shape[3]
+    n, t, p, _ = rolls.shape
+    x = np.zeros((n, k, p, t + 2), np.int8)  # (N, K, P, T + 2); signed, so a diff can be -1 (no uint8 wraparound)
+    x[..., 1:-1] = rolls.transpose(0, 3, 2, 1)  # silent steps on both ends close notes that touch the edges
+    edges = np.diff(x, axis=-1)  # +1 at an onset, -1 one step after the note ends
+    onsets, ends = np.nonzero(edges == 1), np.nonzero(edges == -1)
+    # nonzero lists in C order and runs in one row never interleave, so the i-th onset and i-th end share a note.
+    return ends[-1] - onsets[-1], onsets[0] * k + onsets[1]
+
+
+def _key(pc_cells: np.ndarray) -> np.ndarray:
+    """(N, 12, K) active cells per pitch class -> (N,) tonic of the major scale holding the most of them."""
+    score = pc_cells.sum(axis=2) @ SCALES.T.astype(np.int64)  # (N, 12 tonics)
+    return score.argmax(axis=1)  # argmax returns the first maximum: ties go to the lowest tonic
+
+
+def estimate_key(rolls) -> np.ndarray:
+    """(N,) tonic (0 = C) of each sample's major scale, estimated over all tracks (see in_scale_rate)."""
+    return _key(_chroma(_binarize(rolls)).sum(axis=1))
+
+
+def per_sample_track_metrics(rolls, *, steps_per_bar=16, qualified_min_steps=2) -> dict[str, np.ndarray]:
+    """Each metric in PER_TRACK -> (N, K) per-sample values (NaN where undefined, e.g. QN of a track with no notes)."""
+    rolls = _binarize(rolls)
+    n, _, _, k = rolls.shape
+    chroma = _chroma(rolls)  # (N, T, 12, K)
+    out = {}
+
+    # Bars: a bar is empty exactly when none of its pitch classes is active.
+    upc = _blocks(chroma, steps_per_bar, "bar").any(axis=2).sum(axis=2)  # (N, bars, K) pitch classes per bar
+    full = upc > 0
+    out["empty_bar_rate"] = 1.0 - full.mean(axis=1)
+    out["used_pitch_classes"] = np.nan_to_num(_ratio(upc.sum(axis=1), full.sum(axis=1)))  # 0 if all bars empty
+
+    # Notes: count them and the qualified ones per (sample, track).
+    lengths, owner = _notes(rolls)
+    notes = np.bincount(owner, minlength=n * k).reshape(n, k)
+    qualified = np.bincount(owner, weights=lengths >= qualified_min_steps, minlength=n * k).reshape(n, k)
+    out["qualified_note_rate"] = _ratio(qualified, notes)
+
+    voices = rolls.sum(axis=2)  # (N, T, K) pitches sounding per step
+    out["polyphonic_rate"] = _ratio((voices >= 2).sum(axis=1), (voices >= 1).sum(axis=1))
+
+    pc_cells = chroma.sum(axis=1)  # (N, 12, K) active cells per pitch class
+    scale = SCALES[_key(pc_cells)]  # (N, 12) the sample's scale
+    out["in_scale_rate"] = _ratio((pc_cells * scale[:, :, None]).sum(axis=1), pc_cells.sum(axis=1))
+    return out
+
+
+def tonal_centroids(rolls, *, steps_per_beat=4) -> np.ndarray:
+    """(N, beats, K, 6) Harte tonal centroid of each track's chroma per beat; NaN where the track is silent."""
+    chroma = _blocks(_chroma(_binarize(rolls)), steps_per_beat, "beat").sum(axis=2)  # (N, beats, 12, K)
+    chroma = _ratio(chroma, chroma.sum(axis=2, keepdims=True))  # L1-normalised, NaN where silent
+    return np.einsum("dl,nblk->nbkd", PHI, chroma)
+
+
+def tonal_distance(rolls, *, steps_per_beat=4) -> dict[tuple[int, int], np.ndarray]:
+    """Per track pair (i < j) -> (N,) mean over the beats where both sound of the distance between their centroids."""
+    centroids = tonal_centroids(rolls, steps_per_beat=steps_per_beat)
+    out = {}
+    for i, j in combinations(range(centroids.shape[2]), 2):
+        dist = np.linalg.norm(centroids[:, :, i] - centroids[:, :, j], axis=-1)  # (N, beats), NaN unless both sound
+        both = np.isfinite(dist)
+        out[(i, j)] = _ratio(np.where(both, dist, 0.0).sum(axis=1), both.sum(axis=1))
+    return out
+
+
+def _mean(values: np.ndarray) -> float | None:
+    """Mean of the finite values as a plain float; None (JSON null) if there are none."""
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None
+
+
+def _pair_names(names: list[str]) -> dict[tuple[int, int], str]:
+    """'S-A' from initials when the initials are unique, else full names ('track0-track1')."""
+    initials = [name[:1].upper() for name in names]
+    short = initials if len(set(initials)) == len(initials) else names
+    return {(i, j): f"{short[i]}-{short[j]}" for i, j in combinations(range(len(names)), 2)}
+
+
+def summarize(rolls, *, steps_per_bar=16, steps_per_beat=4, qualified_min_steps=2, track_names=None) -> dict:
+    """JSON-ready means over samples: {"per_track": {name: {metric: mean}}, "tonal_distance": {pair: mean}, "n": N}.
+
+    Means skip NaN samples; a mean with no finite sample is None.
+    """
+    rolls = _binarize(rolls)
+    k = rolls.shape[3]
+    names = list(track_names) if track_names is not None else [f"track{t}" for t in range(k)]
+    if len(names) != k:
+        raise ValueError(f"track_names has {len(names)} names for {k} tracks")
+    per = per_sample_track_metrics(rolls, steps_per_bar=steps_per_bar, qualified_min_steps=qualified_min_steps)
+    td = tonal_distance(rolls, steps_per_beat=steps_per_beat)
+    pairs = _pair_names(names)
+    return {
+        "per_track": {name: {m: _mean(per[m][:, t]) for m in PER_TRACK} for t, name in enumerate(names)},
+        "tonal_distance": {pairs[pair]: _mean(values) for pair, values in td.items()},
+        "n": int(rolls.shape[0]),
+    }
+
+
+def wasserstein_1d(a, b) -> float:
+    """Wasserstein-1 distance between two 1-D samples (sizes may differ): integral over u of |Qa(u) - Qb(u)|."""
+    a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
+    if a.size == 0 or b.size == 0:
+        raise ValueError("wasserstein_1d needs at least one value on each side")
+    # Both quantile functions are steps that change only at i / len; between breakpoints they are constant.
+    u = np.union1d(np.arange(1, a.size + 1) / a.size, np.arange(1, b.size + 1) / b.size)
+    width = np.diff(u, prepend=0.0)
+    mid = u - width / 2
+    qa = a[np.minimum((mid * a.size).astype(int), a.size - 1)]
+    qb = b[np.minimum((mid * b.size).astype(int), b.size - 1)]
+    return float(np.sum(width * np.abs(qa - qb)))
+
+
+def _scaled_w1(gen: np.ndarray, ref: np.ndarray, value_range: tuple[float, float], floor: float) -> float:
+    """W1 between the finite values of gen and ref over max(std of ref, floor); see the module docstring."""
+    gen, ref = gen[np.isfinite(gen)], ref[np.isfinite(ref)]
+    if gen.size == 0 and ref.size == 0:
+        return 0.0
+
+    def far_end(other: np.ndarray) -> np.ndarray:
+        lo, hi = value_range
+        return np.array([lo if other.mean() - lo > hi - other.mean() else hi])
+
+    gen = gen if gen.size else far_end(ref)
+    ref = ref if ref.size else far_end(gen)
+    return wasserstein_1d(gen, ref) / max(float(ref.std()), floor)
+
+
+def music_distance(gen_rolls, ref_rolls, *, steps_per_bar=16, steps_per_beat=4, qualified_min_steps=2) -> float:
+    """Mean scaled W1 distance of every per-track metric and tonal-distance pair; 0 = same as ref, lower = closer."""
+    gen_rolls, ref_rolls = _binarize(gen_rolls), _binarize(ref_rolls)
+    if gen_rolls.shape[3] != ref_rolls.shape[3]:
+        raise ValueError(f"generated rolls have {gen_rolls.shape[3]} tracks, reference {ref_rolls.shape[3]}")
+    bar_kw = dict(steps_per_bar=steps_per_bar, qualified_min_steps=qualified_min_steps)
+    gen, ref = per_sample_track_metrics(gen_rolls, **bar_kw), per_sample_track_metrics(ref_rolls, **bar_kw)
+    terms = [
+        _scaled_w1(gen[m][:, t], ref[m][:, t], RANGES[m], SCALE_FLOORS[m])
+        for m in PER_TRACK
+        for t in range(ref_rolls.shape[3])
+    ]
+    gen_td = tonal_distance(gen_rolls, steps_per_beat=steps_per_beat)
+    ref_td = tonal_distance(ref_rolls, steps_per_beat=steps_per_beat)
+    terms += [_scaled_w1(gen_td[pair], ref_td[pair], TD_RANGE, TD_SCALE_FLOOR) for pair in ref_td]
+    return float(np.mean(terms))
+
+
+def format_table(gen_summary: dict, ref_summary: dict) -> str:
+    """Aligned text table of two summaries: one row per track x metric, then the tonal-distance rows."""
+
+    def number(x) -> str:
+        return "-" if x is None or x != x else f"{x:.3f}"  # x != x catches NaN
+
+    rows = []
+    for track, metrics in gen_summary["per_track"].items():
+        for metric, g in metrics.items():
+            rows.append((track, metric, g, ref_summary["per_track"].get(track, {}).get(metric)))
+    for pair, g in gen_summary["tonal_distance"].items():
+        rows.append((pair, "tonal_distance", g, ref_summary["tonal_distance"].get(pair)))
+
+    header = ("track", "metric", f"generated (n={gen_summary['n']})", f"holdout (n={ref_summary['n']})", "|diff|")
+    cells = [header] + [
+        (track, metric, number(g), number(r), number(None if g is None or r is None else abs(g - r)))
+        for track, metric, g, r in rows
+    ]
+    widths = [max(len(row[c]) for row in cells) for c in range(len(header))]
+
+    def line(row) -> str:  # names left-aligned, numbers right-aligned
+        return "  ".join(s.ljust(w) if c < 2 else s.rjust(w) for c, (s, w) in enumerate(zip(row, widths, strict=True)))
+
+    return "\n".join(line(row).rstrip() for row in cells)

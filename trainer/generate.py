@@ -1,0 +1,79 @@
+"""Using a trained run: load its generator, complete melodies, evaluate against the holdout set."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data.errors import InputError
+from data.midi_io import read_melody
+from trainer.checkpoints import require_checkpoint
+from trainer.config import Config, config_from_dict, read_yaml
+from trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
+from trainer.model import build_generator, z_shape
+from trainer.rundir import write_text_atomic
+from trainer.samples import write_samples
+from trainer.tfenv import tf
+
+
+@dataclass
+class LoadedRun:
+    cfg: Config
+    generator: object
+    step: int
+    checkpoint: str
+
+    def generate(self, melody: np.ndarray, z: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        outs = [self.generator([melody[i:i + batch_size], z[i:i + batch_size]], training=False).numpy()
+                for i in range(0, len(melody), batch_size)]
+        return np.concatenate(outs, axis=0)
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """A run dir (config.yaml + checkpoints/) or an exported checkpoint dir (config.yaml + checkpoint files)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise InputError(f"{run_dir}: not a chorus run directory (expected config.yaml and checkpoints/)")
+    prefix = require_checkpoint(run_dir)
+    cfg = config_from_dict(read_yaml(run_dir / "config.yaml"), source=f"{run_dir / 'config.yaml'}: ")
+    generator = build_generator(cfg)
+    step = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(generator=generator, step=step).restore(prefix).expect_partial()
+    return LoadedRun(cfg, generator, int(step.numpy()), prefix)
+
+
+def holdout_windows(cfg: Config) -> np.ndarray:
+    from trainer.run import load_training_data
+
+    return load_training_data(cfg, verbose=True).holdout
+
+
+def generate_from_run(run_dir: str | Path, *, melody: str | Path | None = None, num: int = 4,
+                      out: str | Path | None = None, seed: int = 0) -> list[Path]:
+    """num 4-track MIDI files (+ PNGs) conditioned on a melody MIDI file, or on holdout melodies if none."""
+    if num < 1:
+        raise InputError(f"--num: expected a positive number of samples, got {num}")
+    run = load_run(run_dir)
+    cfg = run.cfg
+    zs = z_shape(cfg)
+    if melody is not None:
+        roll = read_melody(melody, steps=cfg.data.steps, steps_per_beat=cfg.data.steps_per_beat)  # (T, 128)
+        m = np.repeat(roll[None, :, :, None].astype(np.float32) * 2.0 - 1.0, num, axis=0)
+        z = truncated_normal(np.random.default_rng(seed), (num, *zs))  # fresh noise: num different harmonisations
+    else:
+        m, z = fixed_inputs(holdout_windows(cfg), num, seed, zs)
+    rolls = binarize(run.generate(m, z), cfg.sample.threshold)
+    rolls[..., 0] = m[..., 0] > 0  # the melody track is the given melody, as in the lab's inference
+    out = Path(out) if out else Path(run_dir) / "generated"
+    return write_samples(rolls, out, cfg, prefix=f"generated-step{run.step}", title=f"step {run.step}")
+
+
+def evaluate_run(run_dir: str | Path, json_path: str | Path | None = None) -> tuple[Evaluation, Path, int]:
+    run = load_run(run_dir)
+    result = evaluate(run.generate, holdout_windows(run.cfg), run.cfg, z_shape(run.cfg))
+    json_path = Path(json_path) if json_path else Path(run_dir) / "evaluation.json"
+    doc = {"run": str(run_dir), "step": run.step, "checkpoint": run.checkpoint, **result.to_json()}
+    write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+    return result, json_path, run.step

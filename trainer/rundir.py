@@ -1,0 +1,108 @@
+"""Files of a run directory: config snapshot, versions, metrics.jsonl. Every write is temp file + rename."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data.errors import InputError
+
+PACKAGES = ("chorus", "tensorflow", "tf-keras", "numpy", "pypianoroll", "music21", "ray")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def versions_text() -> str:
+    return json.dumps(versions(), indent=2) + "\n"
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill -9
+    return rows
+
+
+def truncate_metrics(run_dir: str | Path, step: int) -> None:
+    """On resume, drop rows logged after the checkpoint we resume from; they will be logged again."""
+    rows = [r for r in read_metrics(run_dir) if r.get("step", 0) <= step]
+    write_text_atomic(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def append_metrics(run_dir: str | Path, row: dict[str, Any]) -> None:
+    with open(Path(run_dir) / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+# Keys a resumed run may change: they do not alter what has been trained so far.
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
+                     "train.sample_every", "train.keep_checkpoints", "train.threads", "train.strategy",
+                     "train.cpu_devices", "train.jit_compile", "run.dir", "data.cache_dir", "eval.num_samples",
+                     "sample.num", "sample.tempo", "sample.programs", "sample.track_names")
+
+
+def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resumable(run_dir: Path, config_doc: dict[str, Any]) -> None:
+    """A run dir is resumed only by the config that made it (up to RESUMABLE_CHANGES)."""
+    saved_path = run_dir / "config.yaml"
+    saved = flatten(yaml.safe_load(saved_path.read_text()) or {})
+    new = flatten(config_doc)
+    diffs = [k for k in sorted(set(saved) | set(new))
+             if k not in RESUMABLE_CHANGES and saved.get(k) != new.get(k)]
+    if diffs:
+        k = diffs[0]
+        raise InputError(f"{saved_path}: this run was made with {k}={saved.get(k)!r}, not {new.get(k)!r}; "
+                         f"resume with the same config, or pass --run-dir for a new run")
+
+
+def check_run_dir_usable(run_dir: Path) -> None:
+    """Refuse to write into a non-empty directory that is not a chorus run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"{run_dir}: run dir exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "config.yaml").is_file():
+        raise InputError(f"{run_dir}: directory is not empty and holds no chorus run (no config.yaml); "
+                         f"choose another --run-dir")
