@@ -171,6 +171,11 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict[str, Any], source: str) ->
         if isinstance(value, bool) or not isinstance(value, int):
             raise InputError(f"{source}{key}: expected an integer, got {value!r}")
     elif tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"{source}{key}: expected a number, got {value!r}")
         value = float(value)

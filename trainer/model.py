@@ -5,9 +5,25 @@ With width=64 and z_channels=512 these are exactly the lab's models: 8,273,540 a
 from __future__ import annotations
 
 from trainer.config import Config
-from trainer.tfenv import keras
+from trainer.tfenv import keras, tf
 
 DOWN_BLOCKS = 4  # time and pitch halve four times: (32, 128) -> (2, 8)
+
+
+class Upsample2x(keras.layers.Layer):
+    """Nearest-neighbour 2x upsampling, as UpSampling2D(2), built from broadcast + reshape.
+
+    UpSampling2D's gradient (ResizeNearestNeighborGrad) has no XLA CPU kernel; this form's gradient is a sum,
+    which XLA compiles. Same outputs, no parameters.
+    """
+
+    def call(self, x):
+        b, h, w, c = tf.unstack(tf.shape(x))
+        x = tf.broadcast_to(x[:, :, None, :, None, :], tf.stack([b, h, 2, w, 2, c]))
+        return tf.reshape(x, tf.stack([b, 2 * h, 2 * w, c]))
+
+    def compute_output_shape(self, shape):
+        return tf.TensorShape([shape[0], shape[1] * 2, shape[2] * 2, shape[3]])
 
 
 def build_generator(cfg: Config) -> keras.Model:
@@ -30,13 +46,13 @@ def build_generator(cfg: Config) -> keras.Model:
 
     # Up path: upsample -> conv -> BatchNorm -> ReLU, then concatenate the matching down output.
     for i in reversed(range(DOWN_BLOCKS - 1)):
-        x = layers.UpSampling2D(2, name=f"up{i}_upsample")(x)
+        x = Upsample2x(name=f"up{i}_upsample")(x)
         x = layers.Conv2D(m.width << i, k, padding="same", name=f"up{i}_conv")(x)
         x = layers.BatchNormalization(momentum=m.bn_momentum, name=f"up{i}_bn")(x)
         x = layers.ReLU(name=f"up{i}_act")(x)
         x = layers.Concatenate(name=f"up{i}_skip")([x, skips[i]])
 
-    x = layers.UpSampling2D(2, name="head_upsample")(x)
+    x = Upsample2x(name="head_upsample")(x)
     # float32 output even under mixed precision: tanh saturates badly in float16.
     out = layers.Conv2D(d.tracks, k, padding="same", activation="tanh", dtype="float32", name="head_conv")(x)
     return keras.Model([melody, z], out, name="generator")  # (batch, steps, pitches, tracks)

@@ -1,0 +1,110 @@
+"""Training throughput of the WGAN-GP step, after warm-up, beside the machine's own matmul rate. Prints JSON.
+
+Samples are counted as the lab counts an iteration: (n_critic + 1) * batch_size.
+
+    python benchmarks/train_throughput.py --config configs/lab.yaml --iterations 3
+    python benchmarks/train_throughput.py --config configs/lab.yaml --set train.jit_compile=false --lab-step
+
+--lab-step reproduces the lab's critic step for comparison: the generator runs inside the critic's tape.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from data.pipeline import make_dataset  # noqa: E402
+from trainer.config import load_config  # noqa: E402
+from trainer.distribute import choose_strategy, configure_devices  # noqa: E402
+from trainer.gan import WGANGP  # noqa: E402
+from trainer.losses import d_wasserstein_loss, gradient_penalty  # noqa: E402
+from trainer.tfenv import tf  # noqa: E402
+
+
+class LabStepGAN(WGANGP):
+    """The lab's critic step: the generator's forward pass is recorded on the critic's tape."""
+
+    def _d_grads_eager(self, real, z, eps):
+        melody = real[..., :1]
+        with tf.GradientTape() as tape:
+            fake = self.generator([melody, z], training=True)
+            real_score = self.critic([real, melody], training=True)
+            fake_score = self.critic([fake, melody], training=True)
+            d_wd = self._average(d_wasserstein_loss(real_score, fake_score))
+            d_gp = self._average(gradient_penalty(self.critic, real, fake, melody, eps))
+            d_loss = d_wd + self.cfg.train.gp_weight * d_gp
+        return d_loss, d_wd, d_gp, tape.gradient(d_loss, self.critic.trainable_variables)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    f = tf.function(lambda a, b: tf.matmul(a, b))
+    f(a, b).numpy()
+    tick = time.perf_counter()
+    for _ in range(repeats):
+        f(a, b).numpy()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - tick) / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap.add_argument("--iterations", type=int, default=3, help="timed iterations after warm-up")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed iterations (tracing, XLA compilation)")
+    ap.add_argument("--lab-step", action="store_true", help="the lab's critic step (generator on the tape)")
+    ap.add_argument("--synthetic", action="store_true", help="random monophonic rolls instead of the dataset")
+    args = ap.parse_args()
+    cfg = load_config(args.config, args.overrides)
+    configure_devices(cfg.train.cpu_devices, cfg.train.threads)
+    dist = choose_strategy(cfg.train.strategy)
+    if args.synthetic:
+        rng = np.random.default_rng(0)
+        rolls = np.zeros((512, cfg.data.steps, cfg.data.pitches, cfg.data.tracks), bool)
+        pitch = rng.integers(40, 80, size=(512, cfg.data.steps, cfg.data.tracks))
+        np.put_along_axis(rolls, pitch[:, :, None, :], True, axis=2)
+    else:
+        from trainer.run import load_training_data
+
+        rolls = load_training_data(cfg, verbose=False).train
+    gan = (LabStepGAN if args.lab_step else WGANGP)(cfg, dist)
+    ds = dist.strategy.distribute_datasets_from_function(
+        lambda ctx: make_dataset(rolls, global_batch=cfg.train.batch_size, seed=0,
+                                 num_replicas=dist.num_replicas, input_context=ctx))
+    it = iter(ds)
+    tick = time.perf_counter()
+    for _ in range(args.warmup):
+        {k: float(v) for k, v in gan.train_iteration(it).items()}
+    warmup_s = time.perf_counter() - tick
+    times = []
+    for _ in range(args.iterations):
+        tick = time.perf_counter()
+        {k: float(v) for k, v in gan.train_iteration(it).items()}
+        times.append(time.perf_counter() - tick)
+    per_it = float(np.median(times))
+    samples = (cfg.train.n_critic + 1) * cfg.train.batch_size
+    print(json.dumps({
+        "config": args.config or "configs/default.yaml", "overrides": args.overrides,
+        "lab_step": args.lab_step, "jit_compile": cfg.train.jit_compile, "strategy": dist.name,
+        "replicas": dist.num_replicas, "batch_size": cfg.train.batch_size, "n_critic": cfg.train.n_critic,
+        "generator_params": gan.generator.count_params(), "critic_params": gan.critic.count_params(),
+        "warmup_seconds": round(warmup_s, 2), "seconds_per_iteration": round(per_it, 3),
+        "iteration_times": [round(t, 3) for t in times],
+        "samples_per_second": round(samples / per_it, 2),
+        "matmul_gflops": round(matmul_gflops(), 1),
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

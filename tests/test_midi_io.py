@@ -1,0 +1,169 @@
+"""data.midi_io (write_midi, read_melody) and data.plot. Files are written into tmp_path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mido
+import numpy as np
+import pretty_midi
+import pypianoroll
+import pytest
+
+from data.errors import InputError
+from data.midi_io import read_melody, write_midi
+from data.plot import save_pianoroll_png
+
+
+def _random_roll(rng, steps=64, tracks=4):
+    """Monophonic voices of 1-5 step notes with occasional rests."""
+    roll = np.zeros((steps, 128, tracks), bool)
+    for k in range(tracks):
+        t = 0
+        while t < steps:
+            d = int(rng.integers(1, 6))
+            if rng.random() < 0.8:
+                roll[t : t + d, int(rng.integers(30, 90)), k] = True
+            t += d + int(rng.integers(0, 2))
+    return roll
+
+
+def _notes(roll_k: np.ndarray) -> set[tuple[int, int, int]]:
+    """(pitch, start step, end step) of every run of True in a (T, 128) roll."""
+    padded = np.pad(roll_k.astype(np.int8), ((1, 1), (0, 0)))
+    diff = np.diff(padded, axis=0)
+    out = set()
+    for p in range(128):
+        for a, b in zip(np.nonzero(diff[:, p] > 0)[0], np.nonzero(diff[:, p] < 0)[0], strict=True):
+            out.add((p, int(a), int(b)))
+    return out
+
+
+def _mido_notes(path: Path, steps_per_beat: int) -> list[set[tuple[int, int, int]]]:
+    """(pitch, start step, end step) per MIDI track that holds notes, ticks rounded to steps."""
+    mid = mido.MidiFile(str(path))
+    to_step = steps_per_beat / mid.ticks_per_beat
+    per_track = []
+    for track in mid.tracks:
+        now, started, notes = 0, {}, set()
+        for msg in track:
+            now += msg.time
+            if msg.type == "note_on" and msg.velocity > 0:
+                started[msg.note] = now
+            elif msg.type in ("note_off", "note_on"):
+                notes.add((msg.note, round(started.pop(msg.note) * to_step), round(now * to_step)))
+        if notes:
+            per_track.append(notes)
+    return per_track
+
+
+@pytest.mark.parametrize("tempo", [100.0, 90.0, 123.4])
+def test_write_midi_round_trips_through_pypianoroll_and_mido(tmp_path, tempo):
+    rng = np.random.default_rng(int(tempo))
+    names = ["soprano", "alto", "tenor", "bass"]
+    for trial in range(5):
+        roll = _random_roll(rng)
+        path = write_midi(roll, tmp_path / "out" / "s.mid", steps_per_beat=4, tempo=tempo,
+                          programs=[0, 0, 0, 0], track_names=names)
+        assert [p.name for p in path.parent.iterdir()] == ["s.mid"]  # no temp file left behind
+        mt = pypianoroll.read(path, resolution=4)
+        assert [t.name for t in mt.tracks] == names
+        for k, track in enumerate(mt.tracks):
+            back = np.zeros((64, 128), bool)
+            n = min(64, track.pianoroll.shape[0])
+            back[:n] = track.pianoroll[:n] > 0
+            assert np.array_equal(back, roll[:, :, k]), (trial, k)
+        assert _mido_notes(path, 4) == [_notes(roll[:, :, k]) for k in range(4)]
+        pm = pretty_midi.PrettyMIDI(str(path))
+        assert pm.get_tempo_changes()[1][0] == pytest.approx(tempo, rel=1e-4)
+
+
+def test_write_midi_accepts_plus_minus_one_and_checks_shape(tmp_path):
+    roll = np.full((32, 128, 2), -1.0)
+    roll[0:8, 60, 0] = 1.0
+    roll[4:8, 48, 1] = 1.0  # (pretty_midi drops a track without notes when it reads a file)
+    path = write_midi(roll, tmp_path / "pm.mid", steps_per_beat=4, tempo=100.0, programs=[0, 41],
+                      track_names=["a", "b"])
+    mt = pypianoroll.read(path, resolution=4)
+    assert [t.program for t in mt.tracks] == [0, 41]
+    assert np.argwhere(mt.tracks[0].pianoroll > 0)[:, 0].tolist() == list(range(8))
+    with pytest.raises(ValueError, match="expected a roll"):
+        write_midi(np.zeros((32, 128)), tmp_path / "x.mid", steps_per_beat=4, tempo=100.0, programs=[0],
+                   track_names=["a"])
+
+
+def _melody_file(path: Path, tracks: list[list[tuple[int, float, float]]], drums=()) -> Path:
+    """(pitch, start_step, end_step) notes at 4 steps per beat, 120 bpm."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    pm.time_signature_changes = [pretty_midi.TimeSignature(4, 4, 0.0)]
+    step = 0.5 / 4
+    for i, notes in enumerate(tracks):
+        inst = pretty_midi.Instrument(program=0, is_drum=i in drums)
+        inst.notes += [pretty_midi.Note(100, p, a * step, b * step) for p, a, b in notes]
+        pm.instruments.append(inst)
+    pm.write(str(path))
+    return path
+
+
+def test_read_melody_drops_leading_silence_and_keeps_top_note(tmp_path):
+    path = _melody_file(tmp_path / "m.mid", [
+        [],  # an empty first track is passed over
+        [(60, 8, 12), (64, 8, 12), (62, 12, 20), (67, 24, 30)],  # chord at step 8, rest 20-24
+        [(40, 0, 64)],  # later tracks are ignored
+    ], drums=())
+    mel = read_melody(path, steps=32, steps_per_beat=4)
+    assert mel.shape == (32, 128) and mel.dtype == bool
+    assert (mel.sum(axis=1) <= 1).all()
+    assert mel[0:4, 64].all() and not mel[:, 60].any()  # started at step 8 -> 0; top note of the chord
+    assert mel[4:12, 62].all() and not mel[12:16].any() and mel[16:22, 67].all()
+    assert not mel[22:].any()  # padded with silence
+
+    short = read_melody(path, steps=8, steps_per_beat=4)
+    assert short.shape == (8, 128) and short[0:4, 64].all() and short[4:8, 62].all()
+
+
+def test_read_melody_skips_drums(tmp_path):
+    path = _melody_file(tmp_path / "d.mid", [[(36, 0, 4)], [(72, 4, 8)]], drums=(0,))
+    mel = read_melody(path, steps=16, steps_per_beat=4)
+    assert mel[0:4, 72].all() and mel.sum() == 4
+
+
+def test_read_melody_of_a_single_short_note(tmp_path):
+    path = _melody_file(tmp_path / "one.mid", [[(69, 2, 5)]])  # under 2 beats: pypianoroll alone fails
+    mel = read_melody(path, steps=32, steps_per_beat=4)
+    assert np.argwhere(mel).tolist() == [[0, 69], [1, 69], [2, 69]]
+
+
+def test_read_melody_round_trips_write_midi(tmp_path):
+    roll = np.zeros((32, 128, 1), bool)
+    roll[0:6, 67, 0] = roll[6:8, 65, 0] = roll[8:16, 64, 0] = roll[20:32, 62, 0] = True
+    path = write_midi(roll, tmp_path / "mel.mid", steps_per_beat=4, tempo=100.0, programs=[0], track_names=["m"])
+    assert np.array_equal(read_melody(path, steps=32, steps_per_beat=4), roll[:, :, 0])
+
+
+def test_read_melody_errors(tmp_path):
+    empty = _melody_file(tmp_path / "empty.mid", [[]])
+    with pytest.raises(InputError, match=r"empty.mid: no notes found; expected a one-track melody"):
+        read_melody(empty, steps=32, steps_per_beat=4)
+    drums = _melody_file(tmp_path / "drums.mid", [[(36, 0, 4)]], drums=(0,))
+    with pytest.raises(InputError, match="drums.mid: no notes found outside drum tracks"):
+        read_melody(drums, steps=32, steps_per_beat=4)
+    junk = tmp_path / "junk.mid"
+    junk.write_bytes(b"RIFF....WAVEfmt ")
+    with pytest.raises(InputError, match="junk.mid: cannot read as MIDI"):
+        read_melody(junk, steps=32, steps_per_beat=4)
+    with pytest.raises(InputError, match="missing.mid: MIDI file not found"):
+        read_melody(tmp_path / "missing.mid", steps=32, steps_per_beat=4)
+
+
+def test_save_pianoroll_png(tmp_path):
+    roll = np.zeros((32, 128, 4), bool)
+    for k in range(4):
+        roll[:, 72 - 7 * k + (np.arange(32) // 4) % 3, k] = False
+        roll[np.arange(32), 72 - 7 * k + (np.arange(32) // 4) % 3, k] = True
+    path = save_pianoroll_png(roll, tmp_path / "png" / "s.png", track_names=["s", "a", "t", "b"], steps_per_beat=4,
+                              steps_per_bar=16, title="sample")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == ["s.png"]
+    silent = save_pianoroll_png(np.zeros((32, 128, 2), bool), tmp_path / "silent.png", track_names=["x", "y"],
+                                steps_per_beat=4, steps_per_bar=16)
+    assert silent.stat().st_size > 0
