@@ -2,17 +2,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-REPO = Path(__file__).resolve().parent.parent
-TINY = REPO / "configs" / "tiny.yaml"
+from tests_support import TINY
 
 
 @pytest.fixture(scope="session")
@@ -27,18 +22,15 @@ def tiny_overrides(tmp_path, data_cache) -> list[str]:
 
 
 @pytest.fixture
+def make_tiny(tiny_overrides):
+    """make_tiny("train.steps=3", ...) -> the tiny Config with these overrides on top."""
+    from trainer.config import load_config
+
+    return lambda *extra: load_config(TINY, tiny_overrides + list(extra))
+
+
+@pytest.fixture
 def tiny_cfg(tiny_overrides):
     from trainer.config import load_config
 
     return load_config(TINY, tiny_overrides)
-
-
-def run_chorus(*args: str, env: dict | None = None, timeout: float = 600, check: bool = False
-               ) -> subprocess.CompletedProcess:
-    """The installed CLI in a fresh process (TensorFlow device settings are per process)."""
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "chorus", *args], cwd=REPO, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"chorus {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
-    return proc

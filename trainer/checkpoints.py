@@ -55,7 +55,8 @@ def export_checkpoint(prefix: str, dest: str | Path, config_yaml: str) -> Path:
             os.link(f, tmp / f.name)
         except OSError:
             shutil.copy2(f, tmp / f.name)
-    tf.train.update_checkpoint_state(str(tmp), name, all_model_checkpoint_paths=[name])
+    # The CheckpointState text proto, with a relative path so the directory can move.
+    write_text_atomic(tmp / STATE_FILE, f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
     write_text_atomic(tmp / "config.yaml", config_yaml)
     write_text_atomic(tmp / "versions.json", versions_text())
     shutil.rmtree(dest, ignore_errors=True)

@@ -51,6 +51,7 @@ class TrainConfig:
     eval_every: int = field(default=50, metadata={"min": 1})
     checkpoint_every: int = field(default=50, metadata={"min": 1})
     keep_checkpoints: int = field(default=5, metadata={"min": 1})
+    keep_worker_checkpoints: bool = False
     sample_every: int = field(default=50, metadata={"min": 1})
 
 

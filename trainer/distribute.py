@@ -64,12 +64,18 @@ def configure_devices(cpu_devices: int, threads: int) -> None:
             pass
 
 
-def choose_strategy(name: str) -> Distribution:
+def resolve_strategy_name(name: str, n_workers: int, n_gpus: int) -> str:
     """auto: multi_worker when TF_CONFIG names several workers, mirrored when several GPUs are visible, else default."""
-    n_workers, task_type, task_index = tf_config_workers()
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto":
-        name = "multi_worker" if n_workers > 1 else "mirrored" if len(gpus) > 1 else "default"
+    if name != "auto":
+        return name
+    return "multi_worker" if n_workers > 1 else "mirrored" if n_gpus > 1 else "default"
+
+
+def choose_strategy(name: str) -> Distribution:
+    n_workers, _, _ = tf_config_workers()
+    # Physical, not logical, devices: listing logical ones starts the runtime, and MultiWorkerMirroredStrategy
+    # must configure collective ops before that.
+    name = resolve_strategy_name(name, n_workers, len(tf.config.list_physical_devices("GPU")))
     if name == "multi_worker":
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         resolver = strategy.cluster_resolver
@@ -79,6 +85,7 @@ def choose_strategy(name: str) -> Distribution:
         index = resolver.task_id + (1 if has_chief and resolver.task_type == "worker" else 0)
         return Distribution(strategy, name, is_chief, index, n_workers)
     if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return Distribution(tf.distribute.MirroredStrategy(devices), name, True, 0, 1)
     return Distribution(tf.distribute.get_strategy(), "default", True, 0, 1)

@@ -173,14 +173,16 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
         if chief and (step % t.log_every == 0 or eval_now):
             append_metrics(run_dir, {**row, **(last_eval if eval_now else {})})
 
-        if chief and (step % t.sample_every == 0 or last):
+        if step % t.sample_every == 0 or last:
+            # Every worker runs the generator: reading its BatchNorm statistics is a collective op.
             rolls = binarize(gan.generate(sample_melody, sample_z), cfg.sample.threshold)
-            write_samples(rolls, run_dir / "samples" / f"step-{step:06d}", cfg, title=f"step {step}")
+            if chief:
+                write_samples(rolls, run_dir / "samples" / f"step-{step:06d}", cfg, title=f"step {step}")
 
         exported = None
         if step % t.checkpoint_every == 0 or last:
             last_prefix = manager.save(checkpoint_number=step)  # every worker saves; only the chief's is kept
-            if not chief:
+            if not chief and not t.keep_worker_checkpoints:
                 shutil.rmtree(ckpt_dir, ignore_errors=True)
             elif report is not None:
                 exported = str(ckpts.export_checkpoint(last_prefix, run_dir / "export" / "latest", config_yaml))

@@ -1,0 +1,117 @@
+"""The trainer on a tiny config: real training steps, run directory contents, exact resume, strategy choice."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data.errors import InputError
+from tests_support import checkpoint_tensors
+
+
+def test_lab_preset_has_the_lab_parameter_counts():
+    from trainer.config import CONFIG_DIR, load_config
+    from trainer.model import build_critic, build_generator
+
+    cfg = load_config(CONFIG_DIR / "lab.yaml")
+    g, d = build_generator(cfg), build_critic(cfg)
+    assert g.count_params() == 8_273_540
+    assert d.count_params() == 2_766_785
+    assert tuple(g.output.shape[1:]) == (32, 128, 4)
+    assert tuple(g.inputs[1].shape[1:]) == (2, 8, 512)
+    assert tuple(d.output.shape[1:]) == (1,)
+
+
+def test_upsample_matches_keras_upsampling():
+    from trainer.model import Upsample2x
+    from trainer.tfenv import keras
+
+    x = np.random.default_rng(0).random((2, 3, 4, 5)).astype("float32")
+    np.testing.assert_array_equal(Upsample2x()(x).numpy(), keras.layers.UpSampling2D(2)(x).numpy())
+
+
+@pytest.mark.parametrize("name, workers, gpus, expected", [
+    ("auto", 1, 0, "default"), ("auto", 1, 1, "default"), ("auto", 1, 2, "mirrored"),
+    ("auto", 2, 0, "multi_worker"), ("auto", 3, 4, "multi_worker"), ("mirrored", 1, 0, "mirrored"),
+    ("default", 4, 8, "default"),
+])
+def test_auto_strategy_choice(name, workers, gpus, expected):
+    from trainer.distribute import resolve_strategy_name
+
+    assert resolve_strategy_name(name, workers, gpus) == expected
+
+
+def test_tf_config_parsing(monkeypatch):
+    from trainer.distribute import tf_config_workers
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    assert tf_config_workers() == (2, "worker", 1)
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(InputError, match="TF_CONFIG"):
+        tf_config_workers()
+
+
+def test_tiny_run_writes_everything_and_reports(tiny_cfg):
+    from trainer import train
+
+    reports = []
+    result = train(tiny_cfg, report=reports.append)
+    run = Path(tiny_cfg.run.dir)
+    assert result.step == tiny_cfg.train.steps
+    assert (run / "config.yaml").is_file() and (run / "versions.json").is_file()
+    assert (run / "checkpoints" / "checkpoint").is_file()
+    assert (run / "checkpoints" / "config.yaml").is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == sorted({r["step"] for r in rows})
+    assert any("music_distance" in r for r in rows)
+    assert np.isfinite(result.metrics["music_distance"])
+    mids = sorted((run / "samples").glob("step-*/sample-*.mid"))
+    assert len(mids) == 2 * tiny_cfg.sample.num and all(m.with_suffix(".png").is_file() for m in mids)
+    # Reports come at eval and checkpoint steps with the metric; checkpoints arrive as self-contained dirs.
+    assert [r.step for r in reports] == [3, 6]
+    assert all(r.is_chief and "music_distance" in r.metrics for r in reports)
+    assert all(r.checkpoint is not None for r in reports)
+
+
+def test_resume_is_exact(make_tiny, tmp_path):
+    """6 steps in one go == 3 steps, stop, resume to 6: same weights, optimizer slots, RNG and data position."""
+    from trainer import train
+
+    train(make_tiny(f"run.dir={tmp_path / 'straight'}"))
+    train(make_tiny(f"run.dir={tmp_path / 'split'}", "train.steps=3"))
+    resumed = train(make_tiny(f"run.dir={tmp_path / 'split'}"))
+    assert resumed.step == 6
+    a, b = checkpoint_tensors(tmp_path / "straight"), checkpoint_tensors(tmp_path / "split")
+    assert a.keys() == b.keys() and any("rng" in k for k in a) and any("data_position" in k for k in a)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def _listing(path):
+    return sorted((str(p.relative_to(path)), p.stat().st_size) for p in Path(path).rglob("*"))
+
+
+def test_resume_refuses_a_different_model(make_tiny):
+    from trainer import train
+
+    cfg = make_tiny("train.steps=3")
+    train(cfg)
+    before = _listing(cfg.run.dir)
+    with pytest.raises(InputError, match="model.width"):
+        train(make_tiny("model.width=8"))
+    assert _listing(cfg.run.dir) == before
+
+
+def test_refuses_a_foreign_run_dir(make_tiny, tmp_path):
+    from trainer import train
+
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(InputError, match="holds no chorus run"):
+        train(make_tiny(f"run.dir={foreign}"))
+    assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"]

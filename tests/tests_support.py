@@ -1,0 +1,34 @@
+"""Helpers shared by test modules (importable because pytest puts tests/ on sys.path)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "configs" / "tiny.yaml"
+
+
+def run_chorus(*args: str, env: dict | None = None, timeout: float = 900, check: bool = False
+               ) -> subprocess.CompletedProcess:
+    """The CLI in a fresh process (TensorFlow device settings are per process)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "chorus", *args], cwd=REPO, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"chorus {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def checkpoint_tensors(path) -> dict[str, np.ndarray]:
+    """Numeric tensors of the latest checkpoint in a run or checkpoint dir (config string and counters left out)."""
+    from trainer.checkpoints import latest_checkpoint
+    from trainer.tfenv import tf
+
+    reader = tf.train.load_checkpoint(latest_checkpoint(path))
+    tensors = {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
+               if "config" not in n and "save_counter" not in n}
+    return {n: t for n, t in tensors.items() if np.issubdtype(np.asarray(t).dtype, np.number)}
