@@ -1,0 +1,174 @@
+"""The chorus CLI as a user runs it: train, kill -9, resume, generate, evaluate, data, and bad input (exit 2)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests_support import REPO, TINY, run_chorus
+
+
+def _sets(overrides):
+    return sum((["--set", o] for o in overrides), [])
+
+
+def _one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("chorus: error:")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def _listing(path):
+    return sorted((str(p.relative_to(path)), p.stat().st_size) for p in Path(path).rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny trained run shared by the generate/evaluate tests."""
+    root = tmp_path_factory.mktemp("cli")
+    run = root / "run"
+    run_chorus("train", "--config", str(TINY), "--set", f"run.dir={run}", "--set",
+               f"data.cache_dir={root / 'cache'}", check=True)
+    return run
+
+
+def test_help_for_every_subcommand():
+    for cmd in (["--help"], ["train", "--help"], ["generate", "--help"], ["evaluate", "--help"],
+                ["data", "build", "--help"], ["data", "info", "--help"]):
+        proc = run_chorus(*cmd)
+        assert proc.returncode == 0 and "usage: chorus" in proc.stdout, cmd
+
+
+def test_dry_run_prints_counts_and_strategy():
+    proc = run_chorus("train", "--config", "configs/lab.yaml", "--dry-run", check=True)
+    assert "generator: 8,273,540 parameters" in proc.stdout
+    assert "critic:    2,766,785 parameters" in proc.stdout
+    assert "strategy:  default" in proc.stdout
+
+
+@pytest.mark.slow
+def test_kill_dash_nine_then_resume(tiny_overrides, tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "chorus", "train", "--config", str(TINY), *_sets(tiny_overrides),
+            "--set", "train.steps=60", "--set", "train.checkpoint_every=2", "--set", "train.eval_every=30",
+            "--set", "train.sample_every=30"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=os.environ)
+    deadline = time.time() + 600
+    while time.time() < deadline and not (run / "checkpoints" / "ckpt-4.index").is_file():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run / "checkpoints" / "ckpt-4.index").is_file(), "no checkpoint before the kill"
+    again = run_chorus("train", "--config", str(TINY), *_sets(tiny_overrides), "--set", "train.steps=60",
+                       "--set", "train.checkpoint_every=2", "--set", "train.eval_every=30",
+                       "--set", "train.sample_every=30", check=True)
+    resumed_at = int(again.stderr.split("resuming at step ")[1].split()[0])
+    assert resumed_at >= 4
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 60  # no duplicated or lost rows across the kill
+
+
+def test_generate_from_holdout_and_from_a_melody(trained_run, tmp_path):
+    import pretty_midi
+
+    out = tmp_path / "gen"
+    run_chorus("generate", "--run", str(trained_run), "--num", "3", "--out", str(out), check=True)
+    mids = sorted(out.glob("*.mid"))
+    assert len(mids) == 3 and all(m.with_suffix(".png").stat().st_size > 0 for m in mids)
+
+    melody = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    for i, pitch in enumerate([72, 74, 76, 77, 79, 77, 76, 74]):  # after one beat of silence
+        inst.notes.append(pretty_midi.Note(100, pitch, 0.6 + 0.6 * i, 0.6 + 0.6 * (i + 1)))
+    melody.instruments.append(inst)
+    melody.write(str(tmp_path / "tune.mid"))
+    out2 = tmp_path / "gen2"
+    run_chorus("generate", "--run", str(trained_run), "--melody", str(tmp_path / "tune.mid"), "--num", "2",
+               "--out", str(out2), check=True)
+    for mid in sorted(out2.glob("*.mid")):
+        pm = pretty_midi.PrettyMIDI(str(mid))
+        soprano = sorted(n.pitch for n in pm.instruments[0].notes)
+        assert soprano[0] == 72 and soprano[-1] == 79  # track 0 carries the given melody
+        assert len(pm.instruments) >= 1
+
+
+def test_evaluate_prints_table_and_writes_json(trained_run, tmp_path):
+    proc = run_chorus("evaluate", "--run", str(trained_run), "--json", str(tmp_path / "e.json"), check=True)
+    assert "soprano" in proc.stdout and "music_distance:" in proc.stdout and "holdout" in proc.stdout
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert np.isfinite(doc["music_distance"]) and set(doc) >= {"generated", "holdout", "step"}
+
+
+def test_data_build_npy_then_train_on_it(tmp_path, data_cache):
+    rng = np.random.default_rng(0)
+    x = np.full((40, 32, 128, 4), -1.0, np.float32)
+    pitches = rng.integers(50, 70, size=(40, 32, 4))
+    np.put_along_axis(x, pitches[:, :, None, :], 1.0, axis=2)
+    np.save(tmp_path / "mine.npy", x)
+    built = run_chorus("data", "build", "--source", "npy", "--path", str(tmp_path / "mine.npy"),
+                       "--out", str(tmp_path / "ds"), check=True)
+    assert Path(built.stdout.strip()) == tmp_path / "ds"
+    info = run_chorus("data", "info", str(tmp_path / "ds"), check=True)
+    assert "36 windows" in info.stdout and "4 windows" in info.stdout  # 40 pieces, 10 % held out
+    run_chorus("train", "--config", str(TINY), "--set", "data.source=dataset", "--set",
+               f"data.path={tmp_path / 'ds'}", "--set", f"run.dir={tmp_path / 'run'}", "--set", "train.steps=2",
+               check=True)
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-2.index").is_file()
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def test_bad_array_exits_2_naming_the_file(tmp_path):
+    np.save(tmp_path / "bad.npy", np.zeros((3, 32, 128)))
+    _one_line_error(run_chorus("data", "build", "--source", "npy", "--path", str(tmp_path / "bad.npy"),
+                               "--out", str(tmp_path / "ds")), "bad.npy")
+    assert not (tmp_path / "ds").exists()
+    nan = np.zeros((3, 32, 128, 4))
+    nan[0, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    _one_line_error(run_chorus("data", "build", "--source", "npy", "--path", str(tmp_path / "nan.npy")),
+                    "nan.npy", "NaN")
+
+
+def test_empty_midi_folder_exits_2(tmp_path):
+    (tmp_path / "empty").mkdir()
+    _one_line_error(run_chorus("data", "build", "--source", "midi", "--path", str(tmp_path / "empty")), "empty")
+
+
+def test_config_errors_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {steps: 3\n")
+    _one_line_error(run_chorus("train", "--config", str(bad)), "bad.yaml", "YAML syntax error")
+    _one_line_error(run_chorus("train", "--set", "train.stepz=3"), "train.stepz", "did you mean train.steps")
+    _one_line_error(run_chorus("train", "--set", "train.g_lr=-1e-3"), "train.g_lr", "> 0")
+
+
+def test_run_that_is_not_a_run_exits_2(tmp_path):
+    (tmp_path / "notes.txt").write_text("hi")
+    before = _listing(tmp_path)
+    _one_line_error(run_chorus("generate", "--run", str(tmp_path)), str(tmp_path), "not a chorus run")
+    _one_line_error(run_chorus("evaluate", "--run", str(tmp_path)), "not a chorus run")
+    assert _listing(tmp_path) == before
+
+
+def test_silent_melody_exits_2_and_leaves_run_untouched(trained_run, tmp_path):
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    pm.instruments.append(pretty_midi.Instrument(0))
+    pm.write(str(tmp_path / "silent.mid"))
+    before = _listing(trained_run)
+    _one_line_error(run_chorus("generate", "--run", str(trained_run), "--melody", str(tmp_path / "silent.mid")),
+                    "silent.mid")
+    assert _listing(trained_run) == before
