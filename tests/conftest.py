@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
 import pytest
+from tests_support import TINY
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from tests_support import TINY
 
 
 @pytest.fixture(scope="session")

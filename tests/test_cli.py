@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tests_support import REPO, TINY, run_chorus
 
 

@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from tests_support import REPO, TINY, checkpoint_tensors, run_chorus
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
@@ -45,7 +44,7 @@ def test_multi_worker_replicas_agree_and_resume(tiny_overrides, tmp_path):
         procs.append(subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
     outs = [p.communicate(timeout=900) for p in procs]
-    for p, (_, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     assert "multi_worker (2 replica(s), worker 1/2" in outs[0][1]
     run = tmp_path / "run"

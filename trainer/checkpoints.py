@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from data.errors import InputError
-from trainer.rundir import write_text_atomic, versions_text
+from trainer.rundir import versions_text, write_text_atomic
 from trainer.tfenv import tf
 
 STATE_FILE = "checkpoint"

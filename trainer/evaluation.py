@@ -4,8 +4,9 @@ Evaluation inputs are a pure function of eval.seed, so music_distance is compara
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

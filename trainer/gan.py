@@ -85,13 +85,14 @@ class WGANGP:
         z = self.rng.truncated_normal(tf.concat([[batch], self.z_shape], 0))
         eps = self.rng.uniform([batch, 1, 1, 1])  # uniform in [0, 1), per example
         d_loss, d_wd, d_gp, grads = self._d_grads(real, z, eps)
-        self.d_opt.apply_gradients(zip(grads, self.critic.trainable_variables))  # all-reduces across replicas
+        # In a replica context apply_gradients all-reduces the gradients across replicas first.
+        self.d_opt.apply_gradients(zip(grads, self.critic.trainable_variables, strict=True))
         return d_loss, d_wd, d_gp
 
     def g_step(self, real):
         z = self.rng.truncated_normal(tf.concat([[tf.shape(real)[0]], self.z_shape], 0))
         g_loss, grads = self._g_grads(real, z)
-        self.g_opt.apply_gradients(zip(grads, self.generator.trainable_variables))
+        self.g_opt.apply_gradients(zip(grads, self.generator.trainable_variables, strict=True))
         return g_loss
 
     # ------------------------------------------------------------------------------ one iteration

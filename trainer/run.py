@@ -20,8 +20,14 @@ from trainer.config import Config, dump_config
 from trainer.distribute import choose_strategy, configure_devices
 from trainer.evaluation import binarize, evaluate, fixed_inputs
 from trainer.gan import WGANGP
-from trainer.rundir import (append_metrics, check_resumable, check_run_dir_usable, truncate_metrics,
-                            versions_text, write_text_atomic)
+from trainer.rundir import (
+    append_metrics,
+    check_resumable,
+    check_run_dir_usable,
+    truncate_metrics,
+    versions_text,
+    write_text_atomic,
+)
 from trainer.samples import write_samples
 from trainer.tfenv import tf
 
@@ -196,7 +202,7 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
     if writer is not None:
         writer.flush()
     if chief and timed_iterations:
-        log(f"chorus: finished at step {step} in {run_dir}; {samples_per_iteration * timed_iterations / train_seconds:.1f} "
-            f"samples/s after warm-up")
+        rate = samples_per_iteration * timed_iterations / train_seconds
+        log(f"chorus: finished at step {step} in {run_dir}; {rate:.1f} samples/s after warm-up")
     return RunResult(run_dir=str(run_dir), step=step, metrics={**row, **last_eval},
                      checkpoint=last_prefix or ckpts.latest_checkpoint(run_dir))

@@ -70,10 +70,12 @@ def append_metrics(run_dir: str | Path, row: dict[str, Any]) -> None:
 
 
 # Keys a resumed run may change: they do not alter what has been trained so far.
-RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                     "train.sample_every", "train.keep_checkpoints", "train.threads", "train.strategy",
-                     "train.cpu_devices", "train.jit_compile", "train.keep_worker_checkpoints", "run.dir", "data.cache_dir", "eval.num_samples",
-                     "sample.num", "sample.tempo", "sample.programs", "sample.track_names")
+RESUMABLE_CHANGES = (
+    "train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.sample_every",
+    "train.keep_checkpoints", "train.keep_worker_checkpoints", "train.threads", "train.strategy",
+    "train.cpu_devices", "train.jit_compile", "run.dir", "data.cache_dir", "eval.num_samples",
+    "sample.num", "sample.tempo", "sample.programs", "sample.track_names",
+)
 
 
 def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
