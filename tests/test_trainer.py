@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests_support import checkpoint_tensors
 
 from data.errors import InputError
-from tests_support import checkpoint_tensors
 
 
 def test_lab_preset_has_the_lab_parameter_counts():
