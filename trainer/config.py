@@ -34,7 +34,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     steps: int = field(default=300, metadata={"min": 1})
-    batch_size: int = field(default=64, metadata={"min": 1})
+    batch_size: int = field(default=32, metadata={"min": 1})
     n_critic: int = field(default=5, metadata={"min": 1})
     gp_weight: float = field(default=10.0, metadata={"min": 0.0})
     d_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
