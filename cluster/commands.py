@@ -1,0 +1,118 @@
+"""CLI subcommands of the cluster package: search, submit, jobs, logs, results.
+
+chorus/cli.py calls `register(subparsers)`. Nothing here imports Ray at import time, so `chorus train` stays fast;
+each handler parses, then calls one library function.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from cluster.search import search_command
+
+    return search_command(args.config, args.overrides, args.resume)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from cluster.jobs import submit
+
+    command = args.command_args[1:] if args.command_args[:1] == ["--"] else args.command_args
+    return submit(command, address=args.address, wait=args.wait, working_dir=args.working_dir,
+                  submission_id=args.job_id, env=args.env)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from cluster.jobs import list_jobs
+
+    print(list_jobs(args.address))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from cluster.jobs import job_logs
+
+    return job_logs(args.job, address=args.address, follow_logs=args.follow)
+
+
+def cmd_results_pull(args: argparse.Namespace) -> int:
+    from cluster.results import pull
+
+    print(pull(args.src, args.dest))
+    return 0
+
+
+def cmd_results_collect(args: argparse.Namespace) -> int:
+    from cluster.results import collect
+
+    print(collect(args.experiment, args.dest))
+    return 0
+
+
+def _address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", metavar="URL",
+                   help="the Ray dashboard / Jobs API, e.g. http://127.0.0.1:8265 (default: RAY_API_SERVER_ADDRESS, "
+                        "RAY_ADDRESS, then http://127.0.0.1:8265). Token auth: RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH")
+
+
+def register(sub) -> None:
+    """Add the cluster subcommands to the `chorus` subparsers."""
+    p = sub.add_parser("search", help="hyperparameter search on Ray Tune (local Ray, or RAY_ADDRESS)",
+                       description="Run the search a search YAML describes (see configs/search.yaml): trials in "
+                                   "parallel on a local Ray or on the cluster named by RAY_ADDRESS, each retried "
+                                   "from its last checkpoint when it fails. Results go to "
+                                   "<results_dir>/<experiment>/: trials.csv/.md, best/ (a run dir), samples/, "
+                                   "report.html.")
+    p.add_argument("config", nargs="?", metavar="SEARCH_YAML", help="the search file, e.g. configs/search.yaml")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help="override a training setting (train.steps=20) or a search setting (num_samples=2); "
+                        "repeatable")
+    p.add_argument("--resume", metavar="EXPERIMENT",
+                   help="continue an interrupted search (its name under storage_path, or its path/URI); "
+                        "finished trials are not rerun")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("submit", help="run a chorus command as a Ray job on a cluster",
+                       description="Submit `chorus <command>` through the Ray Jobs API, stream its logs and exit "
+                                   "with its status. Example: chorus submit --address http://127.0.0.1:8265 -- "
+                                   "search configs/search.yaml")
+    _address(p)
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="stream the logs and return the job's exit status (default); --no-wait prints the job id")
+    p.add_argument("--working-dir", metavar="DIR",
+                   help="upload this directory as the job's working dir (default: use the cluster's installed copy)")
+    p.add_argument("--job-id", metavar="ID", help="submission id to use (default: generated)")
+    p.add_argument("--env", metavar="KEY=VALUE", action="append", default=[], help="environment for the job")
+    p.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                   help="the chorus subcommand and its arguments")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("jobs", help="list the jobs of a Ray cluster", description="List Ray jobs: id, status, "
+                                                                                "start time, entrypoint.")
+    _address(p)
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("logs", help="show a Ray job's logs", description="Print a job's logs (--follow: until it "
+                                                                        "ends, then exit with its status).")
+    _address(p)
+    p.add_argument("job", metavar="JOB", help="job or submission id (see chorus jobs)")
+    p.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("results", help="collect or fetch search results",
+                       description="Fetch or (re)build the results folder of a search.")
+    rsub = p.add_subparsers(dest="results_command", metavar="ACTION", required=True)
+    r = rsub.add_parser("pull", help="copy a search's results home (local path or s3://...)",
+                        description="Copy SRC into DEST/<name of SRC>. SRC is a results folder (trials.csv) or a "
+                                    "Ray Tune experiment (storage_path/experiment, local or s3://), which is "
+                                    "collected on the way.")
+    r.add_argument("src", metavar="SRC")
+    r.add_argument("dest", metavar="DEST")
+    r.set_defaults(func=cmd_results_pull)
+    r = rsub.add_parser("collect", help="(re)build results from a Tune experiment dir",
+                        description="Write trials.csv/.md, best/, samples/, curves/ and report.html for EXPERIMENT "
+                                    "(storage_path/experiment) into DEST.")
+    r.add_argument("experiment", metavar="EXPERIMENT_DIR")
+    r.add_argument("dest", metavar="DEST")
+    r.set_defaults(func=cmd_results_collect)
+

@@ -1,0 +1,378 @@
+"""Collecting a finished (or interrupted) search into results/<experiment>/.
+
+    trials.csv, trials.md   one row per trial: hyperparameters, final and best metric, steps, wall time, status
+    best/                   the best trial's best checkpoint as a self-contained run dir (chorus generate --run)
+    samples/                the best checkpoint's MIDI samples and piano-roll PNGs
+    curves/                 PNG metric curves: one per trial and one with every trial's metric
+    report.html             all of the above on one static page with relative links (opens from the file system)
+
+Reads the experiment through Tune's own state files (ExperimentAnalysis), so it works on a local path, a shared
+volume or s3://, during the search's driver or later (`chorus results pull`).
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data.errors import InputError
+
+SEARCH_FILE = "chorus-search.json"  # the search snapshot written next to Tune's experiment state
+SHOWN_METRICS = ("d_loss", "g_loss", "samples_per_sec")
+
+
+@dataclass
+class TrialRow:
+    trial_id: str
+    status: str
+    params: dict[str, Any]
+    step: int | None
+    metric: float | None  # last reported value
+    best_metric: float | None  # of the best kept checkpoint
+    best_step: int | None
+    wall_s: float | None
+    failures: int
+    resumed_from_step: int
+    last: dict[str, Any] = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)  # rows of step, metric, d_loss, g_loss
+    best_checkpoint: Any = None  # a ray Checkpoint
+    error: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------- filesystem
+
+
+def fs_and_path(uri_or_path: str):
+    """pyarrow filesystem and path for a local path or a URI such as s3://bucket/prefix."""
+    import pyarrow.fs
+
+    if "://" in uri_or_path:
+        return pyarrow.fs.FileSystem.from_uri(uri_or_path)
+    return pyarrow.fs.LocalFileSystem(), os.path.abspath(uri_or_path)
+
+
+def exists(uri_or_path: str) -> bool:
+    import pyarrow.fs
+
+    fs, path = fs_and_path(uri_or_path)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def read_text(uri_or_path: str) -> str:
+    fs, path = fs_and_path(uri_or_path)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def write_text(uri_or_path: str, text: str) -> None:
+    fs, path = fs_and_path(uri_or_path)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+def copy_tree(src: str, dest: str) -> None:
+    """Copy a directory between any two of: local path, s3://..., other pyarrow URIs."""
+    import pyarrow.fs
+
+    src_fs, src_path = fs_and_path(src)
+    dest_fs, dest_path = fs_and_path(dest)
+    dest_fs.create_dir(dest_path, recursive=True)
+    pyarrow.fs.copy_files(src_path, dest_path, source_filesystem=src_fs, destination_filesystem=dest_fs)
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts]) if "://" in base else os.path.join(base, *parts)
+
+
+# -------------------------------------------------------------------------------------------------- reading
+
+
+def _num(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def _int(value: Any) -> int | None:
+    value = _num(value)
+    return None if value is None else int(value)
+
+
+def _better(a: float | None, b: float | None, mode: str) -> bool:
+    """Is a strictly better than b (None is worst)?"""
+    if a is None:
+        return False
+    if b is None:
+        return True
+    return a < b if mode == "min" else a > b
+
+
+def _checkpoint_candidates(result, metric: str) -> list[tuple[Any, dict[str, Any]]]:
+    """(Checkpoint, metrics) pairs kept for a trial: Tune's own, or those of the trial's inner Ray Train run."""
+    if result.best_checkpoints:
+        return list(result.best_checkpoints)
+    df = result.metrics_dataframe
+    if df is None or "checkpoint_path" not in df.columns:
+        return []
+    import pyarrow.fs
+    from ray.tune import Checkpoint
+
+    fs = result.filesystem
+    out = []
+    for row in df.to_dict("records"):
+        path = row.get("checkpoint_path")
+        if not isinstance(path, str) or not path:
+            continue
+        if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:  # pruned by num_to_keep
+            continue
+        out.append((Checkpoint(path, filesystem=fs), row))
+    return out
+
+
+def read_trials(experiment_path: str, metric: str, mode: str, param_keys: list[str] | None) -> list[TrialRow]:
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    try:
+        analysis = ExperimentAnalysis(experiment_path, default_metric=metric, default_mode=mode)
+    except Exception as exc:  # noqa: BLE001 - Ray raises several types for a missing or broken experiment
+        raise InputError(f"{experiment_path}: not a readable Ray Tune experiment ({exc})") from None
+    grid = ResultGrid(analysis)
+    rows = []
+    for trial, result in zip(analysis.trials, grid, strict=True):
+        config = result.config or {}
+        keys = param_keys if param_keys is not None else sorted(config)
+        last = dict(result.metrics or {})
+        df = result.metrics_dataframe
+        curve = []
+        if df is not None and "step" in df.columns:
+            cols = [c for c in ("step", metric, *SHOWN_METRICS) if c in df.columns]
+            curve = df[cols].to_dict("records")
+        best_ckpt, best_metrics = None, None
+        for ckpt, m in _checkpoint_candidates(result, metric):
+            if best_ckpt is None or _better(_num(m.get(metric)), _num(best_metrics.get(metric)), mode):
+                best_ckpt, best_metrics = ckpt, m
+        resumed = 0
+        if df is not None and "resumed_from_step" in df.columns:
+            resumed = int(df["resumed_from_step"].fillna(0).max())
+        rows.append(TrialRow(
+            trial_id=trial.trial_id, status=trial.status, params={k: config.get(k) for k in keys},
+            step=_int(last.get("step")),
+            metric=_num(last.get(metric)),
+            best_metric=_num(best_metrics.get(metric)) if best_metrics else None,
+            best_step=_int(best_metrics.get("step")) if best_metrics else None,
+            wall_s=_num(last.get("time_total_s")), failures=int(getattr(trial, "num_failures", 0) or 0),
+            resumed_from_step=resumed, last=last, curve=curve, best_checkpoint=best_ckpt,
+            error=str(result.error).splitlines()[0][:200] if result.error else None))
+    return sorted(rows, key=lambda r: r.trial_id)
+
+
+def best_trial(rows: list[TrialRow], mode: str) -> TrialRow | None:
+    best = None
+    for row in rows:
+        if row.best_checkpoint is not None and (best is None or _better(row.best_metric, best.best_metric, mode)):
+            best = row
+    return best
+
+
+# -------------------------------------------------------------------------------------------------- writing
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table(rows: list[TrialRow], metric: str, param_keys: list[str]) -> tuple[list[str], list[list[str]]]:
+    header = ["trial_id", "status", *param_keys, "step", metric, f"best_{metric}", "best_step", *SHOWN_METRICS,
+              "wall_s", "failures", "resumed_from_step"]
+    body = []
+    for r in rows:
+        body.append([r.trial_id, r.status, *(_fmt(r.params.get(k)) for k in param_keys), _fmt(r.step),
+                     _fmt(r.metric), _fmt(r.best_metric), _fmt(r.best_step),
+                     *(_fmt(_num(r.last.get(k))) for k in SHOWN_METRICS), _fmt(r.wall_s), str(r.failures),
+                     str(r.resumed_from_step)])
+    return header, body
+
+
+def write_tables(out: Path, header: list[str], body: list[list[str]]) -> None:
+    with open(out / "trials.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(body)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
+    (out / "trials.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_curves(out: Path, rows: list[TrialRow], metric: str) -> dict[str, str]:
+    """curves/<trial>.png (metric and losses over steps) and curves/all.png; returns trial id -> relative path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = out / "curves"
+    curves.mkdir(exist_ok=True)
+    paths = {}
+    fig_all, ax_all = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        pts = [c for c in r.curve if _num(c.get("step")) is not None]
+        if not pts:
+            continue
+        fig, (ax_m, ax_l) = plt.subplots(1, 2, figsize=(9, 3.2))
+        m = [(c["step"], _num(c.get(metric))) for c in pts if _num(c.get(metric)) is not None]
+        if m:
+            ax_m.plot(*zip(*m, strict=True), marker="o", ms=3)
+            ax_all.plot(*zip(*m, strict=True), marker="o", ms=3, label=r.trial_id)
+        ax_m.set(title=f"{r.trial_id}: {metric}", xlabel="step")
+        for key in ("d_loss", "g_loss"):
+            vals = [(c["step"], _num(c.get(key))) for c in pts if _num(c.get(key)) is not None]
+            if vals:
+                ax_l.plot(*zip(*vals, strict=True), label=key)
+        ax_l.set(title="losses", xlabel="step")
+        ax_l.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(curves / f"{r.trial_id}.png", dpi=80)
+        plt.close(fig)
+        paths[r.trial_id] = f"curves/{r.trial_id}.png"
+    ax_all.set(title=f"{metric} of every trial", xlabel="step", ylabel=metric)
+    if paths:
+        ax_all.legend(fontsize=7)
+    fig_all.tight_layout()
+    fig_all.savefig(curves / "all.png", dpi=80)
+    plt.close(fig_all)
+    return paths
+
+
+def copy_best(out: Path, best: TrialRow) -> list[Path]:
+    """best/ = the best checkpoint (a run dir); samples/ = its MIDI and PNG files. Returns the sample files."""
+    best_dir = out / "best"
+    shutil.rmtree(best_dir, ignore_errors=True)
+    best.best_checkpoint.to_directory(str(best_dir))
+    samples = out / "samples"
+    shutil.rmtree(samples, ignore_errors=True)
+    samples.mkdir()
+    files = []
+    for f in sorted((best_dir / "samples").glob("*/*")):
+        if f.suffix in (".mid", ".png"):
+            shutil.copy2(f, samples / f.name)
+            files.append(samples / f.name)
+    return files
+
+
+def write_html(out: Path, *, experiment: str, metric: str, mode: str, header: list[str], body: list[list[str]],
+               curves: dict[str, str], best: TrialRow | None, samples: list[Path]) -> None:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>chorus search: {e(experiment)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
+             "img{max-width:100%}.best{background:#e8f6e8}figure{display:inline-block;margin:6px}</style>",
+             "</head><body>", f"<h1>chorus search: {e(experiment)}</h1>",
+             f"<p>{len(body)} trials, ranked by <b>{e(metric)}</b> ({e(mode)}). "
+             "Files: <a href='trials.csv'>trials.csv</a>, <a href='trials.md'>trials.md</a>"
+             + (", <a href='best/'>best/</a> (run dir for <code>chorus generate --run</code>)" if best else "")
+             + "</p>"]
+    if best is not None:
+        parts.append(f"<h2>Best trial: {e(best.trial_id)}</h2><p>{e(metric)} {_fmt(best.best_metric)} at step "
+                     f"{_fmt(best.best_step)}; " + ", ".join(f"{e(k)}={e(_fmt(v))}" for k, v in best.params.items())
+                     + "</p>")
+    parts.append("<h2>Trials</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+    for row in body:
+        cls = " class='best'" if best is not None and row[0] == best.trial_id else ""
+        parts.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
+    parts.append("</table>")
+    if curves:
+        parts.append("<h2>Metric curves</h2><img src='curves/all.png' alt='metric of every trial'><br>")
+        parts += [f"<figure><img src='{e(p)}' alt='{e(t)}'><figcaption>{e(t)}</figcaption></figure>"
+                  for t, p in curves.items()]
+    pngs = [p for p in samples if p.suffix == ".png"]
+    if pngs:
+        parts.append("<h2>Samples of the best checkpoint</h2>")
+        for png in pngs:
+            mid = png.with_suffix(".mid")
+            link = f" <a href='samples/{e(mid.name)}'>MIDI</a>" if mid in samples else ""
+            parts.append(f"<figure><img src='samples/{e(png.name)}' alt='{e(png.stem)}'>"
+                         f"<figcaption>{e(png.stem)}{link}</figcaption></figure>")
+    parts.append("</body></html>")
+    (out / "report.html").write_text("\n".join(parts) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------- collect
+
+
+def load_search_snapshot(experiment_path: str) -> dict[str, Any] | None:
+    path = join(experiment_path, SEARCH_FILE)
+    return json.loads(read_text(path)) if exists(path) else None
+
+
+def collect(experiment_path: str, dest: str, *, metric: str | None = None, mode: str | None = None,
+            param_keys: list[str] | None = None, experiment: str | None = None) -> str:
+    """Write the results folder of a Tune experiment to dest (a local path or a URI); returns dest."""
+    snapshot = load_search_snapshot(experiment_path)
+    spec = (snapshot or {}).get("spec", {})
+    metric = metric or spec.get("metric") or "music_distance"
+    mode = mode or spec.get("mode") or "min"
+    if param_keys is None and snapshot is not None:
+        param_keys = list(spec.get("space", {}))
+    experiment = experiment or spec.get("experiment") or experiment_path.rstrip("/").rsplit("/", 1)[-1]
+    rows = read_trials(experiment_path, metric, mode, param_keys)
+    keys = param_keys if param_keys is not None else sorted({k for r in rows for k in r.params})
+
+    remote = "://" in dest
+    out = Path(tempfile.mkdtemp(prefix="chorus-results-")) if remote else Path(dest)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        header, body = table(rows, metric, keys)
+        write_tables(out, header, body)
+        best = best_trial(rows, mode)
+        samples = copy_best(out, best) if best is not None else []
+        curves = plot_curves(out, rows, metric)
+        write_html(out, experiment=experiment, metric=metric, mode=mode, header=header, body=body,
+                   curves=curves, best=best, samples=samples)
+        if snapshot is not None:
+            (out / "search.json").write_text(json.dumps(snapshot, indent=2) + "\n")
+        if remote:
+            copy_tree(str(out), dest)
+    finally:
+        if remote:
+            shutil.rmtree(out, ignore_errors=True)
+    return dest
+
+
+def pull(src: str, dest: str) -> str:
+    """`chorus results pull SRC DEST`: bring results home into DEST/<name of SRC>.
+
+    SRC is a collected results folder (has trials.csv) or a Ray Tune experiment dir (local, shared volume or
+    s3://...), which is then collected on the way.
+    """
+    if not exists(src):
+        raise InputError(f"{src}: not found")
+    target = str(Path(dest) / src.rstrip("/").rsplit("/", 1)[-1])
+    if exists(join(src, "trials.csv")):
+        copy_tree(src, target)
+    elif exists(join(src, SEARCH_FILE)) or _has_experiment_state(src):
+        collect(src, target)
+    else:
+        raise InputError(f"{src}: neither a results folder (trials.csv) nor a Ray Tune experiment")
+    return target
+
+
+def _has_experiment_state(path: str) -> bool:
+    import pyarrow.fs
+
+    fs, p = fs_and_path(path)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(p, allow_not_found=True))
+    return any(os.path.basename(i.path).startswith("experiment_state") for i in infos)

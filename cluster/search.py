@@ -1,0 +1,173 @@
+"""`chorus search`: run a hyperparameter search on Ray Tune and collect its results.
+
+    search YAML --load_search--> Search --run_search--> Tuner(function trainable, space, scheduler, storage)
+                                                   --> results/<experiment>/ (cluster.results.collect)
+
+Starts a local Ray, or joins the cluster named by RAY_ADDRESS. `resume_search` continues an interrupted search
+with Tuner.restore: finished trials stay finished, unfinished ones continue from their last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cluster import results as results_mod
+from cluster.search_config import Search, is_uri, load_search, search_from_dict, search_to_dict
+from data.errors import InputError
+
+
+@dataclass
+class SearchOutcome:
+    experiment_path: str  # Ray's experiment dir (storage_path/experiment)
+    results_path: str  # results_dir/experiment
+    num_trials: int
+    num_errors: int
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: ray_init, prepare, fit, collect
+
+
+def experiment_path(search: Search) -> str:
+    return results_mod.join(search.spec.storage_path, search.spec.experiment)
+
+
+def results_path(search: Search) -> str:
+    return results_mod.join(search.spec.results_dir, search.spec.experiment)
+
+
+def init_ray(**ray_init_kwargs: Any) -> float:
+    """Join RAY_ADDRESS if set, else start a local Ray; returns the seconds it took (0 if already up)."""
+    import ray
+
+    if ray.is_initialized():
+        return 0.0
+    tick = time.perf_counter()
+    ray_init_kwargs.setdefault("address", os.environ.get("RAY_ADDRESS") or None)
+    ray_init_kwargs.setdefault("log_to_driver", True)
+    ray.init(**ray_init_kwargs)
+    return time.perf_counter() - tick
+
+
+def prepare_data(search: Search) -> None:
+    """Build (or find) the base dataset once, before trials race for it; errors in the data surface here."""
+    from data.dataset import build_dataset
+    from trainer.config import config_from_dict
+
+    cfg = config_from_dict(search.base_config)
+    if cfg.data.source != "dataset":
+        build_dataset(cfg.data, progress=True)
+
+
+def _progress_reporter(search: Search):
+    from ray import tune
+
+    metrics = {"step": "step", search.spec.metric: search.spec.metric, "d_loss": "d_loss", "g_loss": "g_loss"}
+    return tune.CLIReporter(metric_columns=metrics, parameter_columns=list(search.spec.space),
+                            max_report_frequency=15, sort_by_metric=True)
+
+
+def make_tuner(search: Search, *, callbacks: list | None = None):
+    from ray import tune
+
+    from cluster.tune_adapter import make_scheduler, make_trainable, param_space
+
+    spec = search.spec
+    return tune.Tuner(
+        make_trainable(search),
+        param_space=param_space(search),
+        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
+                                    scheduler=make_scheduler(search),
+                                    max_concurrent_trials=spec.max_concurrent_trials or None),
+        run_config=tune.RunConfig(
+            name=spec.experiment,
+            storage_path=spec.storage_path,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.num_to_keep,
+                                                    checkpoint_score_attribute=spec.metric,
+                                                    checkpoint_score_order=spec.mode),
+            progress_reporter=_progress_reporter(search),
+            verbose=1,
+            callbacks=callbacks,
+        ),
+    )
+
+
+def _fit(tuner, search: Search, timings: dict[str, float]) -> SearchOutcome:
+    # Tune's classic table (trial, status, params, step, metric) instead of the newer per-result output
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    tick = time.perf_counter()
+    grid = tuner.fit()
+    timings["fit"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    dest = results_path(search)
+    results_mod.collect(experiment_path(search), dest, metric=search.spec.metric, mode=search.spec.mode,
+                        param_keys=list(search.spec.space), experiment=search.spec.experiment)
+    timings["collect"] = time.perf_counter() - tick
+    print(f"chorus: {len(grid)} trials ({grid.num_errors} failed); results in {dest}/ "
+          f"(report.html, trials.md, best/)", file=sys.stderr, flush=True)
+    return SearchOutcome(experiment_path(search), dest, len(grid), grid.num_errors, timings)
+
+
+def run_search(search: Search, *, callbacks: list | None = None, prepare: bool = True,
+               **ray_init_kwargs: Any) -> SearchOutcome:
+    """Run a new search (a finished experiment of the same name is refused; resume or rename it)."""
+    from ray import tune
+
+    timings = {"ray_init": init_ray(**ray_init_kwargs)}
+    tick = time.perf_counter()
+    exp = experiment_path(search)
+    if tune.Tuner.can_restore(exp):
+        raise InputError(f"experiment {search.spec.experiment!r} already exists in {search.spec.storage_path}; "
+                         f"continue it with `chorus search --resume {search.spec.experiment}` or set experiment: "
+                         f"to a new name")
+    if prepare:
+        prepare_data(search)
+    results_mod.write_text(results_mod.join(exp, results_mod.SEARCH_FILE), json.dumps(search_to_dict(search)))
+    tuner = make_tuner(search, callbacks=callbacks)
+    timings["prepare"] = time.perf_counter() - tick
+    return _fit(tuner, search, timings)
+
+
+def find_experiment(name_or_path: str, storage_path: str) -> str:
+    """--resume takes a name (looked up in the storage path) or the experiment's path/URI itself."""
+    if is_uri(name_or_path) or "/" in name_or_path or os.sep in name_or_path:
+        return name_or_path if is_uri(name_or_path) else os.path.abspath(name_or_path)
+    return results_mod.join(storage_path, name_or_path)
+
+
+def resume_search(experiment: str, *, config_path: str | None = None, **ray_init_kwargs: Any) -> SearchOutcome:
+    """Continue an interrupted search; finished trials are not rerun."""
+    from ray import tune
+
+    from cluster.tune_adapter import make_trainable, param_space
+
+    storage = (load_search(config_path).spec.storage_path if config_path
+               else os.path.abspath(os.path.join("runs", "ray")))
+    exp = find_experiment(experiment, storage)
+    snapshot = results_mod.load_search_snapshot(exp) if results_mod.exists(exp) else None
+    if snapshot is None:
+        raise InputError(f"--resume {experiment}: no chorus search at {exp} (expected {results_mod.SEARCH_FILE}); "
+                         f"pass the search YAML too if it used another storage_path")
+    search = search_from_dict(snapshot)
+    search.spec.storage_path, search.spec.experiment = exp.rstrip("/").rsplit("/", 1)
+    timings = {"ray_init": init_ray(**ray_init_kwargs)}
+    if not tune.Tuner.can_restore(exp):
+        raise InputError(f"--resume {experiment}: {exp} holds no restorable Tune state")
+    tick = time.perf_counter()
+    tuner = tune.Tuner.restore(exp, trainable=make_trainable(search), param_space=param_space(search),
+                               resume_unfinished=True, resume_errored=True)
+    timings["prepare"] = time.perf_counter() - tick
+    return _fit(tuner, search, timings)
+
+
+def search_command(config: str | None, overrides: list[str], resume: str | None) -> int:
+    """The body of `chorus search`: returns the exit status (1 when any trial failed for good)."""
+    if resume:
+        outcome = resume_search(resume, config_path=config)
+    else:
+        if config is None:
+            raise InputError("chorus search: give a search YAML (e.g. configs/search.yaml) or --resume EXPERIMENT")
+        outcome = run_search(load_search(config, overrides))
+    return 1 if outcome.num_errors else 0

@@ -1,0 +1,267 @@
+"""The search YAML: a training preset plus what to search, validated with the same loader as training configs.
+
+A search file holds two kinds of top-level keys:
+- the training config sections (data, model, train, eval, sample, run), exactly as in a preset; they override
+  `base` (itself over configs/default.yaml);
+- the search settings below (`SearchSpec`): the space, the scheduler, resources, storage, and so on.
+
+`--set` overrides are routed by their first key: `--set train.steps=20` changes the training config,
+`--set num_samples=2` the search. Nothing here imports Ray; `cluster.tune_adapter` turns a `Search` into Tune
+objects.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data.errors import InputError
+from trainer.config import (
+    REPO_ROOT,
+    Config,
+    apply_overrides,
+    build_dataclass,
+    check_consistency,
+    deep_merge,
+    default_config_path,
+    read_yaml,
+)
+
+TRAINING_SECTIONS = tuple(f.name for f in dataclasses.fields(Config))  # data, model, train, eval, sample, run
+DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
+ALWAYS_REPORTED = ("d_loss", "g_loss", "step", "samples_per_sec")  # in every trainer report, not only at evals
+
+
+@dataclass
+class SchedulerSpec:
+    type: str = field(default="fifo", metadata={"choices": ["fifo", "asha", "pbt"]})
+    grace_period: int = field(default=1, metadata={"min": 1})  # asha: steps before a trial may be stopped
+    reduction_factor: float = field(default=2.0, metadata={"min_exclusive": 1.0})  # asha: keep 1/factor per rung
+    perturbation_interval: int = field(default=0, metadata={"min": 0})  # pbt: steps per exploit; 0 = checkpoint_every
+    quantile_fraction: float = field(default=0.25, metadata={"min": 0.0, "max": 0.5})  # pbt: share that copies the top
+
+
+@dataclass
+class ResourcesSpec:
+    cpus: float = field(default=1.0, metadata={"min_exclusive": 0.0})  # CPUs per trial (per worker when workers > 1)
+    gpus: float = field(default=0.0, metadata={"min": 0.0})  # GPUs per trial (per worker when workers > 1)
+    workers: int = field(default=1, metadata={"min": 1})  # > 1: each trial is a multi-worker TensorflowTrainer run
+
+
+@dataclass
+class SearchSpec:
+    experiment: str = "chorus-search"  # results/<experiment>/ and the Ray experiment name (what --resume takes)
+    base: str | None = None  # training preset under this file (CWD, this file's dir, repo); null = default.yaml
+    space: dict = field(default_factory=dict)  # dotted config key -> {choice|grid|uniform|loguniform|randint: [...]}
+    num_samples: int = field(default=1, metadata={"min": 1})  # samples of the space (times every grid combination)
+    metric: str = "music_distance"  # reported metric that ranks trials and checkpoints
+    mode: str = field(default="min", metadata={"choices": ["min", "max"]})
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    max_concurrent_trials: int = field(default=0, metadata={"min": 0})  # 0 = as many as the resources allow
+    max_failures: int = field(default=2, metadata={"min": -1})  # retries per trial from its checkpoint; -1 = forever
+    num_to_keep: int = field(default=2, metadata={"min": 1})  # checkpoints kept per trial: best by metric (+ latest)
+    storage_path: str | None = None  # Ray storage: local dir, shared volume or s3://...; null = runs/ray under the CWD
+    results_dir: str = "results"  # collected results go to <results_dir>/<experiment>/ (a local path or s3://...)
+    threads: int = field(default=0, metadata={"min": 0})  # TF threads per trial (per worker); 0 = from resources.cpus
+
+
+@dataclass
+class Search:
+    """A validated search: settings, the resolved training config (as a plain dict) and where it came from."""
+
+    spec: SearchSpec
+    base_config: dict[str, Any]  # the full training config every trial starts from (paths made absolute)
+    source: str = ""  # the file it was read from, for messages
+
+    @property
+    def param_keys(self) -> list[str]:
+        return list(self.spec.space)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def is_uri(path: str | None) -> bool:
+    return bool(path) and "://" in str(path)
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """Route `--set` items: training-config keys (train.steps=...) vs search keys (num_samples=...)."""
+    training, search = [], []
+    for item in overrides:
+        head = item.split("=", 1)[0].strip().split(".", 1)[0]
+        (training if head in TRAINING_SECTIONS else search).append(item)
+    return training, search
+
+
+def _resolve_base(base: str, search_file: Path | None, source: str) -> Path:
+    candidates = [Path(base)]
+    if not Path(base).is_absolute():
+        if search_file is not None:
+            candidates.append(search_file.parent / base)
+        candidates.append(REPO_ROOT / base)  # the bundled presets, e.g. configs/tiny.yaml, from any directory
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise InputError(f"{source}base: training config {base!r} not found (looked in the current directory"
+                     f"{', next to ' + str(search_file) if search_file else ''} and in {REPO_ROOT})")
+
+
+def _absolute(path: str | None) -> str | None:
+    if path is None or is_uri(path) or os.path.isabs(path):
+        return path
+    return os.path.abspath(path)
+
+
+def config_field(key: str) -> dataclasses.Field | None:
+    """The dataclass field a dotted training-config key names, or None when it names no leaf setting."""
+    cls: Any = Config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(cls):
+            return None
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            return None
+        hints = typing.get_type_hints(cls)
+        if i == len(parts) - 1:
+            return None if dataclasses.is_dataclass(hints[part]) else fields[part]
+        cls = hints[part]
+    return None
+
+
+def _check_dimension(key: str, spec: Any, source: str) -> tuple[str, list[Any]]:
+    """Validate one space entry; return its kind and the values that must each be a valid setting."""
+    where = f"{source}space.{key}"
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise InputError(f"{where}: expected one of {{{'|'.join(DISTRIBUTIONS)}: [...]}}, got {spec!r}")
+    kind, args = next(iter(spec.items()))
+    if kind not in DISTRIBUTIONS:
+        raise InputError(f"{where}: unknown distribution {kind!r} (expected one of {', '.join(DISTRIBUTIONS)})")
+    if not isinstance(args, list) or not args:
+        raise InputError(f"{where}.{kind}: expected a non-empty list, got {args!r}")
+    if kind in ("choice", "grid"):
+        return kind, list(args)
+    if len(args) != 2 or any(isinstance(a, bool) or not isinstance(a, (int, float)) for a in args):
+        raise InputError(f"{where}.{kind}: expected [low, high] numbers, got {args!r}")
+    low, high = args
+    if not low < high:
+        raise InputError(f"{where}.{kind}: low must be < high, got {args!r}")
+    if kind == "loguniform" and low <= 0:
+        raise InputError(f"{where}.loguniform: bounds must be > 0, got {args!r}")
+    if kind == "randint":
+        if not all(isinstance(a, int) for a in args):
+            raise InputError(f"{where}.randint: expected integer bounds [low, high), got {args!r}")
+        return kind, [low, high - 1]
+    return kind, [float(low), float(high), float(math.sqrt(low * high)) if kind == "loguniform" else (low + high) / 2]
+
+
+def trial_config(base_config: dict[str, Any], params: dict[str, Any], source: str = "") -> Config:
+    """The validated training config of one trial: the base with the sampled values of the space applied."""
+    doc = base_config
+    for key, value in params.items():
+        doc = _set_key(doc, key, value)
+    cfg = build_dataclass(Config, doc, source=source)
+    check_consistency(cfg, source)
+    return cfg
+
+
+def _set_key(doc: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    nested: Any = value
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    return deep_merge(doc, nested)
+
+
+def _check_space(spec: SearchSpec, base_config: dict[str, Any], source: str) -> None:
+    for key, dim in spec.space.items():
+        if not isinstance(key, str) or config_field(key) is None:
+            raise InputError(f"{source}space.{key}: not a training config setting (expected a dotted key such as "
+                             f"train.g_lr or model.width)")
+        kind, values = _check_dimension(key, dim, source)
+        for value in values:  # each value must be a valid setting: type, range, cross-field rules
+            trial_config(base_config, {key: value}, source=f"{source}space: ")
+        if spec.scheduler.type == "pbt" and kind == "grid":
+            raise InputError(f"{source}space.{key}: pbt cannot mutate a grid; use choice")
+
+
+def _check_metric(spec: SearchSpec, cfg: Config, source: str) -> None:
+    """Every checkpoint must be scored by its own evaluation, so that `best by metric` means what it says."""
+    if spec.metric in ALWAYS_REPORTED:
+        return
+    if cfg.train.checkpoint_every % cfg.train.eval_every:
+        raise InputError(f"{source}train.checkpoint_every: must be a multiple of train.eval_every "
+                         f"({cfg.train.eval_every}) so that each checkpoint carries its {spec.metric}; "
+                         f"got {cfg.train.checkpoint_every}")
+
+
+def build_search(doc: dict[str, Any], *, search_file: str | Path | None = None,
+                 overrides: list[str] | None = None) -> Search:
+    """Validate a search document (already read from YAML) into a Search."""
+    source = f"{search_file}: " if search_file else ""
+    search_file = Path(search_file) if search_file else None
+    training_sets, search_sets = split_overrides(overrides or [])
+    doc = apply_overrides(doc, search_sets)
+    training_doc = {k: doc[k] for k in TRAINING_SECTIONS if k in doc}
+    search_doc = {k: v for k, v in doc.items() if k not in TRAINING_SECTIONS}
+    # space keys are dotted and must stay flat; apply_overrides would have nested `--set space.x=...`
+    spec = build_dataclass(SearchSpec, search_doc, source=source)
+    if not isinstance(spec.space, dict):
+        raise InputError(f"{source}space: expected a mapping of dotted config keys, got {spec.space!r}")
+    spec.space = _flatten_space(spec.space)
+    if not spec.experiment or "/" in spec.experiment or spec.experiment.startswith("."):
+        raise InputError(f"{source}experiment: expected a plain name (no '/'), got {spec.experiment!r}")
+
+    # training config: default.yaml <- base <- sections in this file <- --set train.x=...
+    config_doc = read_yaml(default_config_path()) if default_config_path().is_file() else {}
+    if spec.base is not None:
+        spec.base = str(_resolve_base(spec.base, search_file, source))
+        config_doc = deep_merge(config_doc, read_yaml(spec.base))
+    config_doc = deep_merge(config_doc, training_doc)
+    config_doc = apply_overrides(config_doc, training_sets)
+    cfg = build_dataclass(Config, config_doc, source=source)
+    check_consistency(cfg, source)
+    # trials run in their own working directories, possibly on other machines: relative paths would break
+    cfg.data.cache_dir = _absolute(cfg.data.cache_dir)
+    cfg.data.path = _absolute(cfg.data.path)
+    spec.storage_path = _absolute(spec.storage_path or os.path.join("runs", "ray"))
+    spec.results_dir = _absolute(spec.results_dir)
+    base_config = cfg.to_dict()
+
+    _check_space(spec, base_config, source)
+    _check_metric(spec, cfg, source)
+    if spec.resources.workers > 1 and spec.scheduler.type == "pbt":
+        raise InputError(f"{source}scheduler.type: pbt is not supported with resources.workers > 1")
+    return Search(spec=spec, base_config=base_config, source=str(search_file or ""))
+
+
+def _flatten_space(space: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Accept both `train.g_lr: {...}` and nested `train: {g_lr: {...}}`."""
+    flat: dict[str, Any] = {}
+    for key, value in space.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and config_field(full) is None and not set(value) & set(DISTRIBUTIONS):
+            flat.update(_flatten_space(value, f"{full}."))
+        else:
+            flat[full] = value
+    return flat
+
+
+def load_search(path: str | Path, overrides: list[str] | None = None) -> Search:
+    """Read and validate a search YAML; errors are InputError naming the file and the key."""
+    return build_search(read_yaml(path), search_file=path, overrides=overrides)
+
+
+def search_to_dict(search: Search) -> dict[str, Any]:
+    """A JSON-able snapshot that `--resume` can rebuild the search from without the original file."""
+    return {"spec": dataclasses.asdict(search.spec), "base_config": search.base_config, "source": search.source}
+
+
+def search_from_dict(doc: dict[str, Any]) -> Search:
+    spec = build_dataclass(SearchSpec, doc["spec"], source="saved search: ")
+    return Search(spec=spec, base_config=doc["base_config"], source=doc.get("source", ""))

@@ -1,0 +1,307 @@
+"""Ray adapts to the trainer: Tune trainables, search space, scheduler and the report bridge.
+
+Three layers, as in Ray's own TensorFlow examples:
+- `train_fn_per_worker`: runs trainer.train on one Ray Train worker (multi-worker trials only);
+- `run_trial`: the Tune function trainable. With one worker it calls trainer.train in the trial process;
+  with more it drives a TensorflowTrainer named after the trial id (so a retried trial resumes its own run);
+- the Tuner, built in cluster.search.
+
+Every reported checkpoint is a self-contained run directory (config.yaml, checkpoints/, the latest samples,
+metrics.jsonl), so the best one can be copied out as is and `chorus generate --run` accepts it.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from cluster.search_config import Search, trial_config
+
+RUN_SUBDIR = "run"  # the trainer's run dir inside a trial's working directory
+DRIVER_CPUS = 0.01  # what a multi-worker trial's driver process reserves
+THREAD_ENV = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+@dataclass
+class TrialSettings:
+    """What a trial needs to know besides its sampled parameters (plain data: it is pickled to workers)."""
+
+    experiment: str
+    metric: str
+    mode: str
+    threads: int
+    workers: int
+    cpus: float
+    gpus: float
+    max_failures: int
+    num_to_keep: int
+    storage_path: str
+
+    @classmethod
+    def from_search(cls, search: Search) -> TrialSettings:
+        s = search.spec
+        return cls(experiment=s.experiment, metric=s.metric, mode=s.mode, threads=trial_threads(search),
+                   workers=s.resources.workers, cpus=s.resources.cpus, gpus=s.resources.gpus,
+                   max_failures=s.max_failures, num_to_keep=s.num_to_keep, storage_path=s.storage_path)
+
+
+def trial_threads(search: Search) -> int:
+    """TF threads per trial (per worker): explicit, else the trial's CPUs, so parallel trials share the cores."""
+    if search.spec.threads:
+        return search.spec.threads
+    return max(1, int(search.spec.resources.cpus))
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    return {name: str(threads) for name in THREAD_ENV}
+
+
+def limit_threads(threads: int) -> None:
+    """Before TensorFlow is imported in this process: cap its and OpenMP's thread pools."""
+    os.environ.update(thread_env(threads))
+
+
+# ------------------------------------------------------------------------------------ search space, scheduler
+
+
+def param_space(search: Search) -> dict[str, Any]:
+    """YAML distributions -> Tune domains, keyed by the dotted config key."""
+    space = {}
+    for key, dim in search.spec.space.items():
+        (kind, args), = dim.items()
+        space[key] = {
+            "choice": lambda a: tune.choice(a),
+            "grid": lambda a: tune.grid_search(a),
+            "uniform": lambda a: tune.uniform(a[0], a[1]),
+            "loguniform": lambda a: tune.loguniform(a[0], a[1]),
+            "randint": lambda a: tune.randint(a[0], a[1]),
+        }[kind](args)
+    return space
+
+
+def make_scheduler(search: Search):
+    sched = search.spec.scheduler
+    if sched.type == "fifo":
+        return None
+    train_cfg = search.base_config["train"]
+    if sched.type == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        return ASHAScheduler(time_attr="step", max_t=train_cfg["steps"], grace_period=sched.grace_period,
+                             reduction_factor=sched.reduction_factor)
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    mutations = {k: v for k, v in param_space(search).items() if not isinstance(v, dict)}
+    return PopulationBasedTraining(time_attr="step",
+                                   perturbation_interval=sched.perturbation_interval or train_cfg["checkpoint_every"],
+                                   hyperparam_mutations=mutations, quantile_fraction=sched.quantile_fraction)
+
+
+# ------------------------------------------------------------------------------------------ the report bridge
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+
+
+def stage_checkpoint(report, dest: Path) -> Path:
+    """Lay out a reported checkpoint as a run dir: config.yaml, checkpoints/, latest samples, metrics.jsonl."""
+    run_dir, exported = Path(report.run_dir), Path(report.checkpoint)
+    _copy_tree(exported, dest / "checkpoints")
+    for name in ("config.yaml", "versions.json"):
+        if (exported / name).is_file():
+            shutil.copy2(exported / name, dest / name)
+    sample_steps = sorted(p for p in (run_dir / "samples").glob("step-*") if p.is_dir()
+                          and _step_of(p.name) is not None and _step_of(p.name) <= report.step)
+    if sample_steps:
+        _copy_tree(sample_steps[-1], dest / "samples" / sample_steps[-1].name)
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        shutil.copy2(metrics, dest / "metrics.jsonl")
+    return dest
+
+
+def _step_of(name: str) -> int | None:
+    try:
+        return int(name.rsplit("-", 1)[-1])
+    except ValueError:
+        return None
+
+
+class RayReporter:
+    """trainer.train's `report` callback: forwards metrics and checkpoints to Tune (or to Ray Train).
+
+    report_fn is ray.tune.report in a single-worker trial and ray.train.report on a Train worker. Extra keys:
+    `resumed_from_step` (0 for a fresh start) and the seconds spent here (`ray_report_s`, cumulative).
+    """
+
+    def __init__(self, report_fn: Callable[..., None], checkpoint_cls: Any, *, metric: str,
+                 resumed_from_step: int, always_forward: bool, extra: dict[str, Any] | None = None):
+        self.report_fn, self.checkpoint_cls, self.metric = report_fn, checkpoint_cls, metric
+        self.resumed_from_step, self.always_forward = resumed_from_step, always_forward
+        self.extra = dict(extra or {})
+        self.report_s = 0.0
+
+    def __call__(self, report) -> None:
+        tick = time.perf_counter()
+        metrics = {k: v for k, v in report.metrics.items() if isinstance(v, (int, float))}
+        metrics.update(step=report.step, resumed_from_step=self.resumed_from_step, ray_report_s=self.report_s,
+                       **self.extra)
+        # Tune insists that every result carries the metric it ranks by; before the first evaluation there is
+        # none. Ray Train workers must all report at the same steps, so they forward everything.
+        if not self.always_forward and self.metric not in metrics and not report.checkpoint:
+            return
+        if report.checkpoint:
+            # next to the run dir, inside Ray's session dir: cleaned up with it even after a SIGKILL
+            with tempfile.TemporaryDirectory(prefix=".ray-checkpoint-", dir=Path(report.run_dir).parent) as tmp:
+                staged = stage_checkpoint(report, Path(tmp))
+                self.report_fn(metrics, checkpoint=self.checkpoint_cls.from_directory(str(staged)))
+        else:
+            self.report_fn(metrics)
+        self.report_s += time.perf_counter() - tick
+
+
+@contextlib.contextmanager
+def restored_checkpoint(checkpoint) -> Iterator[Path | None]:
+    """The directory of the checkpoint to resume from (downloaded when remote), or None for a fresh start."""
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as d:
+        yield Path(d)
+
+
+def checkpoint_step(ckpt_dir: Path | None) -> int:
+    """The step of a staged checkpoint, from its checkpoints/checkpoint state file (ckpt-<step>)."""
+    if ckpt_dir is None:
+        return 0
+    state = ckpt_dir / "checkpoints" / "checkpoint"
+    if not state.is_file():
+        return 0
+    for line in state.read_text().splitlines():
+        if line.startswith("model_checkpoint_path:"):
+            name = line.split(":", 1)[1].strip().strip('"')
+            step = _step_of(name)
+            return step or 0
+    return 0
+
+
+def prepare_run_dir(run_dir: Path, restored: Path | None) -> None:
+    """A retried trial may start on a fresh machine: seed its run dir with the metrics history so far."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if restored is not None and (restored / "metrics.jsonl").is_file() and not (run_dir / "metrics.jsonl").exists():
+        shutil.copy2(restored / "metrics.jsonl", run_dir / "metrics.jsonl")
+        if (restored / "config.yaml").is_file() and not (run_dir / "config.yaml").exists():
+            shutil.copy2(restored / "config.yaml", run_dir / "config.yaml")
+
+
+# ----------------------------------------------------------------------------------------------- trainables
+
+
+def _train(cfg, report, resume_from):
+    from trainer import train  # imports TensorFlow: after limit_threads()
+
+    return train(cfg, report=report, resume_from=resume_from)
+
+
+def run_single_worker_trial(params: dict[str, Any], base_config: dict[str, Any], settings: TrialSettings) -> None:
+    """trainer.train inside the Tune trial process, resuming from Tune's checkpoint after a failure."""
+    entered = time.perf_counter()
+    limit_threads(settings.threads)
+    cfg = trial_config(base_config, params)
+    if not cfg.train.threads:
+        cfg.train.threads = settings.threads
+    run_dir = Path.cwd() / RUN_SUBDIR
+    cfg.run.dir = str(run_dir)
+    with restored_checkpoint(tune.get_checkpoint()) as restored:
+        prepare_run_dir(run_dir, restored)
+        reporter = RayReporter(tune.report, tune.Checkpoint, metric=settings.metric,
+                               resumed_from_step=checkpoint_step(restored), always_forward=False,
+                               extra={"ray_setup_s": time.perf_counter() - entered})
+        _train(cfg, reporter, str(restored / "checkpoints") if restored else None)
+
+
+def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: TF_CONFIG is set by TensorflowTrainer, so the `auto` strategy is multi-worker."""
+    import ray.train
+
+    entered = time.perf_counter()
+    settings = TrialSettings(**loop_config["settings"])
+    limit_threads(settings.threads)
+    cfg = trial_config(loop_config["base_config"], loop_config["params"])
+    if not cfg.train.threads:
+        cfg.train.threads = settings.threads
+    ctx = ray.train.get_context()
+    run_dir = Path(loop_config["local_dir"]) / f"rank{ctx.get_world_rank()}" / RUN_SUBDIR
+    cfg.run.dir = str(run_dir)
+    with restored_checkpoint(ray.train.get_checkpoint()) as restored:
+        prepare_run_dir(run_dir, restored)
+        reporter = RayReporter(ray.train.report, ray.train.Checkpoint, metric=settings.metric,
+                               resumed_from_step=checkpoint_step(restored), always_forward=True,
+                               extra={"ray_setup_s": time.perf_counter() - entered, "rank0_pid": os.getpid()})
+        _train(cfg, reporter, str(restored / "checkpoints") if restored else None)
+
+
+def inner_storage_path(settings: TrialSettings) -> str:
+    return f"{settings.storage_path.rstrip('/')}/{settings.experiment}/_train"
+
+
+def run_multi_worker_trial(params: dict[str, Any], base_config: dict[str, Any], settings: TrialSettings) -> None:
+    """A Tune trial that is itself a TensorflowTrainer run over `workers` Ray-placed workers."""
+    import ray.train
+    from ray.train.tensorflow import TensorflowTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial_id = tune.get_context().get_trial_id()
+    resources = {"CPU": settings.cpus, **({"GPU": settings.gpus} if settings.gpus else {})}
+    trainer = TensorflowTrainer(
+        train_fn_per_worker,
+        train_loop_config={"params": params, "base_config": base_config, "settings": asdict(settings),
+                           "local_dir": str(Path.cwd())},
+        scaling_config=ray.train.ScalingConfig(num_workers=settings.workers, use_gpu=settings.gpus > 0,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=trial_id,  # never a timestamp: a retried or resumed trial finds and continues its own run
+            storage_path=inner_storage_path(settings),
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=settings.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=settings.num_to_keep,
+                                                         checkpoint_score_attribute=settings.metric,
+                                                         checkpoint_score_order=settings.mode),
+            worker_runtime_env={"env_vars": thread_env(settings.threads)},
+        ),
+    )
+    trainer.fit()
+
+
+def make_trainable(search: Search):
+    """The Tune function trainable for this search, with its per-trial resources."""
+    settings = TrialSettings.from_search(search)
+    base_config = search.base_config
+    res = search.spec.resources
+    if res.workers == 1:
+        def chorus_trial(params):
+            run_single_worker_trial(params, base_config, settings)
+
+        resources = {"cpu": res.cpus, **({"gpu": res.gpus} if res.gpus else {})}
+    else:
+        def chorus_trial(params):
+            run_multi_worker_trial(params, base_config, settings)
+
+        # the trial process only drives the workers, which Ray Train places with their own resources
+        # (outside the trial's placement group); Tune refuses an empty request, hence a sliver of a CPU
+        resources = {"cpu": DRIVER_CPUS}
+    return tune.with_resources(chorus_trial, resources)
+
+
+def ray_is_initialized() -> bool:
+    return ray.is_initialized()

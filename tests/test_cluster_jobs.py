@@ -1,0 +1,120 @@
+"""`chorus submit/jobs/logs` against a real `ray start --head` with token authentication on."""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+pytestmark = [pytest.mark.ray]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(home: str) -> dict[str, str]:
+    """No token anywhere Ray would look: no env vars, an empty HOME."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS",
+                        "RAY_API_SERVER_ADDRESS")}
+    env.update(HOME=home, PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    return env
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    tmp = tempfile.mkdtemp(prefix="chorus-head-", dir="/tmp")
+    token = secrets.token_hex(32)
+    token_file = Path(tmp) / "auth_token"
+    token_file.write_text(token)
+    port, dash = free_port(), free_port()
+    env = clean_env(tmp)
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file), RAY_TMPDIR=tmp)
+    log = open(Path(tmp) / "head.log", "w")
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dash}",
+         "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=1", f"--temp-dir={tmp}/ray",
+         "--disable-usage-stats"],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{address}/api/version", timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break  # it answers (maybe 401): up
+            except OSError:
+                if head.poll() is not None or time.time() > deadline:
+                    pytest.fail("ray start --head did not come up:\n" + (Path(tmp) / "head.log").read_text()[-3000:])
+                time.sleep(1)
+        yield {"address": address, "token": token, "token_file": str(token_file), "tmp": tmp}
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(head.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+        subprocess.run(["rm", "-rf", tmp], check=False)
+
+
+def chorus(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "chorus", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_jobs_api_without_a_token_is_refused(ray_head, tmp_path):
+    raw = urllib.request.Request(f"{ray_head['address']}/api/jobs/")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(raw, timeout=10)
+    assert err.value.code == 401
+    proc = chorus("jobs", "--address", ray_head["address"], env=clean_env(str(tmp_path)))
+    assert proc.returncode == 2
+    assert "401" in proc.stderr and "RAY_AUTH_TOKEN" in proc.stderr
+    bad = clean_env(str(tmp_path)) | {"RAY_AUTH_TOKEN": "not-the-token"}
+    proc = chorus("jobs", "--address", ray_head["address"], env=bad)
+    assert proc.returncode == 2 and "403" in proc.stderr
+
+
+def test_submit_streams_logs_and_returns_the_jobs_exit_status(ray_head, tmp_path):
+    env = clean_env(str(tmp_path)) | {"RAY_AUTH_TOKEN": ray_head["token"]}
+    ok = chorus("submit", "--address", ray_head["address"], "--job-id", "chorus-help", "--", "--help", env=env)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert "usage: chorus" in ok.stdout and "search" in ok.stdout
+    assert "job chorus-help SUCCEEDED" in ok.stderr
+
+    # a failing command: its exit status (2, bad input) comes back; the token may also come from a file
+    env_file = clean_env(str(tmp_path)) | {"RAY_AUTH_TOKEN_PATH": ray_head["token_file"]}
+    bad = chorus("submit", "--address", ray_head["address"], "--job-id", "chorus-bad", "--", "search",
+                 "/nonexistent/search.yaml", env=env_file)
+    assert bad.returncode == 2, bad.stderr[-3000:]
+    assert "config file not found" in bad.stdout + bad.stderr
+
+    listed = chorus("jobs", "--address", ray_head["address"], env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "chorus-help" in listed.stdout and "SUCCEEDED" in listed.stdout and "chorus-bad" in listed.stdout
+    logs = chorus("logs", "chorus-help", "--address", ray_head["address"], env=env)
+    assert logs.returncode == 0 and "usage: chorus" in logs.stdout
+
+    nowait = chorus("submit", "--address", ray_head["address"], "--no-wait", "--", "--help", env=env)
+    assert nowait.returncode == 0 and nowait.stdout.strip().startswith("raysubmit_")

@@ -1,0 +1,200 @@
+"""Searches on a local Ray with the real trainer on tiny settings: results folder, a trial killed mid-run,
+a multi-worker trial that loses a worker, and --resume after the driver was killed.
+
+Each test starts its own Ray in a temp dir (auth off: nothing is written to ~/.ray) and shuts it down.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def search_yaml(tmp_path: Path, data_cache: Path, *, experiment: str, extra: str = "",
+                space: str = "{train.g_lr: {grid: [0.001, 0.0005]}}") -> Path:
+    path = tmp_path / f"{experiment}.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        experiment: {experiment}
+        base: configs/tiny.yaml
+        space: {space}
+        resources: {{cpus: 1}}
+        max_concurrent_trials: 2
+        max_failures: 2
+        num_to_keep: 2
+        storage_path: {tmp_path / 'store'}
+        results_dir: {tmp_path / 'results'}
+        data: {{cache_dir: {data_cache}}}
+        train: {{steps: 9, eval_every: 3, checkpoint_every: 3, sample_every: 3, log_every: 3}}
+        """) + textwrap.dedent(extra))
+    return path
+
+
+@pytest.fixture
+def ray_env(monkeypatch):
+    """A short private temp dir for Ray (unix socket paths are length-limited), auth off, no ~/.ray writes."""
+    tmp = tempfile.mkdtemp(prefix="chorus-ray-", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", tmp)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    yield tmp
+    import ray
+
+    ray.shutdown()
+    subprocess.run(["rm", "-rf", tmp], check=False)
+
+
+def read_table(results: Path) -> list[dict[str, str]]:
+    with open(results / "trials.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_best_dir_loads(best: Path) -> None:
+    from trainer.generate import load_run
+
+    run = load_run(best)
+    assert run.step > 0
+    assert (best / "config.yaml").is_file() and list((best / "samples").glob("*/*.mid"))
+
+
+def processes() -> list[tuple[int, str]]:
+    """(pid, command line) of this machine's processes; Ray names its workers in theirs (ray::RayTrainWorker)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                out.append((int(d.name), (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
+            except OSError:
+                pass
+    return out
+
+
+def killer(pick_pid=lambda trial: trial.last_result.get("pid")):
+    """A Tune callback that SIGKILLs a process of trial 0 right after that trial's first checkpoint."""
+    from ray.tune import Callback
+
+    class Killer(Callback):
+        killed = None  # (trial id, pid)
+
+        def _kill(self, trial):
+            if self.killed is None and trial.trial_id.endswith("00000"):
+                pid = pick_pid(trial)
+                if pid:
+                    os.kill(int(pid), signal.SIGKILL)
+                    self.killed = (trial.trial_id, int(pid))
+
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):  # single-worker trials
+            self._kill(trial)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):  # multi-worker: Train's checkpoint
+            if result.get("checkpoint_path"):
+                self._kill(trial)
+
+    return Killer()
+
+
+def test_search_results_and_a_killed_trial_resumes_from_its_checkpoint(tmp_path, data_cache, ray_env):
+    from cluster.search import run_search
+    from cluster.search_config import load_search
+
+    search = load_search(search_yaml(tmp_path, data_cache, experiment="kill-one"))
+    kill = killer()
+    outcome = run_search(search, callbacks=[kill], num_cpus=2, include_dashboard=False)
+
+    assert kill.killed is not None, "the trial was never killed"
+    results = Path(outcome.results_path)
+    rows = {r["trial_id"]: r for r in read_table(results)}
+    assert len(rows) == 2 and all(r["status"] == "TERMINATED" for r in rows.values())
+    assert all(r["step"] == "9" for r in rows.values())
+    killed = rows.pop(kill.killed[0])
+    (other,) = rows.values()
+    # the killed trial was retried once and continued from its checkpoint's step, not from 0
+    assert killed["failures"] == "1" and int(killed["resumed_from_step"]) >= 3
+    # the other trial ran undisturbed from start to end
+    assert other["failures"] == "0" and other["resumed_from_step"] == "0"
+    for name in ("trials.csv", "trials.md", "report.html", "curves/all.png"):
+        assert (results / name).is_file(), name
+    html = (results / "report.html").read_text()
+    assert "samples/" in html and "curves/" in html and "http" not in html
+    assert list((results / "samples").glob("*.mid")) and list((results / "samples").glob("*.png"))
+    assert_best_dir_loads(results / "best")
+    # the killed trial's resumed metrics history continues after the checkpoint step without a restart at 0
+    store = Path(outcome.experiment_path)
+    (progress,) = [p for p in store.glob(f"*{kill.killed[0]}*/progress.csv")]
+    with open(progress) as f:
+        steps = [int(float(r["step"])) for r in csv.DictReader(f)]
+    assert steps == sorted(steps) and steps[-1] == 9
+
+
+def test_multi_worker_trial_restarts_from_checkpoint_after_losing_a_worker(tmp_path, data_cache, ray_env):
+    from cluster.search import run_search
+    from cluster.search_config import load_search
+
+    path = search_yaml(tmp_path, data_cache, experiment="two-workers", space="{}")
+    search = load_search(path, ["resources.workers=2", "max_concurrent_trials=1", "num_to_keep=3", "train.steps=6"])
+
+    def a_non_chief_worker(trial):
+        chief = trial.last_result.get("rank0_pid")
+        workers = [pid for pid, cmd in processes() if "RayTrainWorker" in cmd and pid != chief]
+        return workers[0] if workers else chief
+
+    kill = killer(a_non_chief_worker)
+    # the dashboard serves the state API that Ray Train's controller polls
+    outcome = run_search(search, callbacks=[kill], num_cpus=3, include_dashboard=True)
+    assert kill.killed is not None, "no worker was killed"
+    (row,) = read_table(Path(outcome.results_path))
+    assert row["status"] == "TERMINATED" and row["step"] == "6"
+    assert int(row["resumed_from_step"]) >= 3  # the restarted worker group continued from the checkpoint
+    assert_best_dir_loads(Path(outcome.results_path) / "best")
+
+
+def test_resume_after_the_driver_is_killed(tmp_path, data_cache, ray_env):
+    path = search_yaml(tmp_path, data_cache, experiment="resume-me",
+                       extra="max_concurrent_trials: 1\ntrain: {steps: 15, eval_every: 3, checkpoint_every: 3}\n")
+    store = tmp_path / "store" / "resume-me"
+    # Tune saves its experiment state every few seconds; save it every second so that the checkpoint the
+    # second trial just reported is in it when the driver dies
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    log = open(tmp_path / "driver.log", "w")
+    driver = subprocess.Popen([sys.executable, "-m", "chorus", "search", str(path)], cwd=REPO, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # one trial at a time: once the second trial has a checkpoint, the first has finished; kill the driver
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if list(store.glob("*_00001_*/checkpoint_*")):
+                time.sleep(3)
+                break
+            assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail("the search never reached its second trial:\n" + (tmp_path / "driver.log").read_text()[-3000:])
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and its local Ray, as if the laptop lid closed
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+        log.close()
+    first_rows = len((next(store.glob("*_00000_*")) / "progress.csv").read_text().splitlines())
+
+    resumed = subprocess.run([sys.executable, "-m", "chorus", "search", "--resume", str(store)], cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    rows = {r["trial_id"][-5:]: r for r in read_table(tmp_path / "results" / "resume-me")}
+    assert all(r["status"] == "TERMINATED" and r["step"] == "15" for r in rows.values())
+    # the finished trial was not rerun; the interrupted one continued from its checkpoint
+    assert len((next(store.glob("*_00000_*")) / "progress.csv").read_text().splitlines()) == first_rows
+    assert rows["00000"]["resumed_from_step"] == "0"
+    assert int(rows["00001"]["resumed_from_step"]) >= 3

@@ -1,0 +1,107 @@
+"""Search YAML -> Tune objects (space, schedulers, trainable resources) and the report bridge; no Ray cluster."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cluster.search_config import build_search
+
+pytest.importorskip("ray.tune")
+
+
+def make(doc: dict, overrides: list[str] | None = None):
+    return build_search({"train": {"eval_every": 5, "checkpoint_every": 10, "steps": 40}, **doc},
+                        overrides=overrides)
+
+
+def test_param_space_maps_every_distribution():
+    from ray import tune
+
+    from cluster.tune_adapter import param_space
+
+    search = make({"space": {"train.g_lr": {"loguniform": [1e-4, 1e-2]}, "train.d_lr": {"uniform": [1e-4, 1e-3]},
+                             "train.n_critic": {"randint": [1, 4]}, "model.width": {"choice": [4, 8]},
+                             "train.seed": {"grid": [0, 1]}}})
+    space = param_space(search)
+    assert isinstance(space["train.g_lr"], tune.search.sample.Float)
+    assert isinstance(space["train.n_critic"], tune.search.sample.Integer)
+    assert space["train.n_critic"].upper == 4  # high excluded, as in Tune
+    assert space["model.width"].categories == [4, 8]
+    assert space["train.seed"] == {"grid_search": [0, 1]}
+
+
+def test_schedulers():
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    from cluster.tune_adapter import make_scheduler
+
+    assert make_scheduler(make({})) is None
+    asha = make_scheduler(make({"scheduler": {"type": "asha", "grace_period": 10}}))
+    assert isinstance(asha, ASHAScheduler) and asha._time_attr == "step" and asha._max_t == 40
+    pbt = make_scheduler(make({"scheduler": {"type": "pbt"}, "space": {"train.g_lr": {"loguniform": [1e-4, 1e-2]}}}))
+    assert isinstance(pbt, PopulationBasedTraining) and pbt._perturbation_interval == 10
+    assert set(pbt._hyperparam_mutations) == {"train.g_lr"}
+
+
+def test_trainable_resources_and_threads():
+    from cluster.tune_adapter import DRIVER_CPUS, TrialSettings, make_trainable
+
+    one = make_trainable(make({"resources": {"cpus": 2}}))
+    assert one._resources.required_resources == {"CPU": 2.0}
+    assert TrialSettings.from_search(make({"resources": {"cpus": 2}})).threads == 2
+    assert TrialSettings.from_search(make({"resources": {"cpus": 0.5}})).threads == 1
+    assert TrialSettings.from_search(make({"threads": 3})).threads == 3
+    multi = make_trainable(make({"resources": {"cpus": 1, "workers": 2}}))
+    assert multi._resources.required_resources == {"CPU": DRIVER_CPUS}
+
+
+@dataclass
+class FakeReport:
+    step: int
+    metrics: dict
+    checkpoint: str | None
+    is_chief: bool
+    run_dir: str
+
+
+class FakeCheckpoint:
+    @staticmethod
+    def from_directory(path):
+        return Path(path)
+
+
+def test_reporter_stages_a_run_dir_per_checkpoint_and_skips_unscored_results(tmp_path):
+    from cluster.tune_adapter import RayReporter, checkpoint_step
+
+    run = tmp_path / "trial" / "run"
+    export = run / "export" / "latest"
+    export.mkdir(parents=True)
+    (export / "ckpt-6.index").write_text("x")
+    (export / "checkpoint").write_text('model_checkpoint_path: "ckpt-6"\nall_model_checkpoint_paths: "ckpt-6"\n')
+    (export / "config.yaml").write_text("train: {}\n")
+    for step in (3, 6, 9):
+        (run / "samples" / f"step-{step:06d}").mkdir(parents=True)
+        (run / "samples" / f"step-{step:06d}" / "sample-0.mid").write_text(str(step))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 6}) + "\n")
+    seen = []
+
+    def report(metrics, checkpoint=None):
+        staged = None
+        if checkpoint is not None:  # copy what the temp dir holds now, as Tune's upload would
+            staged = sorted(str(p.relative_to(checkpoint)) for p in checkpoint.rglob("*") if p.is_file())
+            assert checkpoint_step(checkpoint) == 6
+        seen.append((metrics, staged))
+
+    reporter = RayReporter(report, FakeCheckpoint, metric="music_distance", resumed_from_step=0,
+                           always_forward=False)
+    reporter(FakeReport(1, {"d_loss": 1.0}, None, True, str(run)))  # no metric, no checkpoint: not forwarded
+    reporter(FakeReport(6, {"d_loss": 1.0, "music_distance": 2.0}, str(export), True, str(run)))
+    assert len(seen) == 1
+    metrics, files = seen[0]
+    assert metrics["step"] == 6 and metrics["music_distance"] == 2.0 and metrics["resumed_from_step"] == 0
+    assert files == ["checkpoints/checkpoint", "checkpoints/ckpt-6.index", "checkpoints/config.yaml", "config.yaml",
+                     "metrics.jsonl", "samples/step-000006/sample-0.mid"]
+    assert not list((tmp_path / "trial").glob(".ray-checkpoint-*"))  # the staging dir is gone
