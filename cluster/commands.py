@@ -6,6 +6,16 @@ each handler parses, then calls one library function.
 from __future__ import annotations
 
 import argparse
+import contextlib
+
+
+def _reach(args: argparse.Namespace):
+    """The Jobs API address: --address as given, or a `ray dashboard` tunnel for --cluster."""
+    if getattr(args, "cluster", None):
+        from cluster.launcher import dashboard_tunnel
+
+        return dashboard_tunnel(args.cluster)
+    return contextlib.nullcontext(args.address)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -18,21 +28,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from cluster.jobs import submit
 
     command = args.command_args[1:] if args.command_args[:1] == ["--"] else args.command_args
-    return submit(command, address=args.address, wait=args.wait, working_dir=args.working_dir,
-                  submission_id=args.job_id, env=args.env)
+    with _reach(args) as address:
+        return submit(command, address=address, wait=args.wait, working_dir=args.working_dir,
+                      submission_id=args.job_id, env=args.env)
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from cluster.jobs import list_jobs
 
-    print(list_jobs(args.address))
+    with _reach(args) as address:
+        print(list_jobs(address))
     return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from cluster.jobs import job_logs
 
-    return job_logs(args.job, address=args.address, follow_logs=args.follow)
+    with _reach(args) as address:
+        return job_logs(args.job, address=address, follow_logs=args.follow)
 
 
 def cmd_results_pull(args: argparse.Namespace) -> int:
@@ -50,7 +63,11 @@ def cmd_results_collect(args: argparse.Namespace) -> int:
 
 
 def _address(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--address", metavar="URL",
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--cluster", metavar="CLUSTER_YAML",
+                       help="a cluster started with `ray up CLUSTER_YAML` (e.g. cluster/aws.yaml): reach its Jobs API "
+                            "through a `ray dashboard` SSH tunnel, with the token file the YAML mounts")
+    where.add_argument("--address", metavar="URL",
                    help="the Ray dashboard / Jobs API, e.g. http://127.0.0.1:8265 (default: RAY_API_SERVER_ADDRESS, "
                         "RAY_ADDRESS, then http://127.0.0.1:8265). Token auth: RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH")
 

@@ -332,3 +332,11 @@ def test_setup_script_refuses_a_wide_or_missing_ssh_cidr(tmp_path, cidr):
 def test_setup_script_refuses_the_placeholder_bucket(tmp_path):
     proc, calls = run_setup(tmp_path, SSH_CIDR="203.0.113.7/32")
     assert proc.returncode == 2 and "BUCKET" in proc.stderr and calls == []
+
+
+def test_submit_finds_dashboard_port_and_token_from_the_cluster_yaml():
+    from cluster.launcher import cluster_settings
+
+    settings = cluster_settings(REPO / "cluster" / "aws.yaml")
+    assert settings["dashboard_port"] == 8265
+    assert settings["token_path"] is not None and settings["token_path"].endswith("ray_token")

@@ -115,3 +115,23 @@ def test_refuses_a_foreign_run_dir(make_tiny, tmp_path):
     with pytest.raises(InputError, match="holds no chorus run"):
         train(make_tiny(f"run.dir={foreign}"))
     assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"]
+
+
+def test_resume_from_a_checkpoint_dir_takes_the_configs_learning_rate(make_tiny, tmp_path):
+    """PBT hands a trial another trial's checkpoint with mutated hyperparameters: they must take effect."""
+    import shutil
+
+    from trainer import train
+    from trainer.tfenv import tf
+
+    exported = tmp_path / "exported"
+    # The report's directory is replaced after the callback returns; keep a copy as Ray would.
+    train(make_tiny(f"run.dir={tmp_path / 'b'}", "train.steps=3"),
+          report=lambda r: r.checkpoint and shutil.copytree(r.checkpoint, exported, dirs_exist_ok=True))
+    result = train(make_tiny(f"run.dir={tmp_path / 'c'}", "train.steps=4", "train.g_lr=0.0002"),
+                   resume_from=str(exported))
+    assert result.step == 4
+    reader = tf.train.load_checkpoint(result.checkpoint)
+    lr = [reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
+          if n.startswith("g_opt/") and "learning_rate" in n]
+    assert lr and np.isclose(lr[0], 0.0002)

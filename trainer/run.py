@@ -109,6 +109,9 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
     if resume_prefix:
         checkpoint.restore(resume_prefix).assert_existing_objects_matched()
         checkpoint.config.assign(config_yaml)
+        # The config's learning rates win over the restored ones: PBT resumes a checkpoint with mutated rates.
+        gan.g_opt.learning_rate.assign(t.g_lr)
+        gan.d_opt.learning_rate.assign(t.d_lr)
     start_step = int(gan.step.numpy())
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
