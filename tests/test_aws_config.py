@@ -133,11 +133,11 @@ def test_the_image_has_what_the_ray_version_needs(cfg, pyproject):
     assert not any("pip" in c for c in every_command), "nothing may install another Ray into the image"
 
 
-@pytest.mark.xfail(reason="docker/ (issue 4) does not yet install openssh-client, rsync and boto3: Ray's autoscaler "
-                          "on the head SSHes and rsyncs into workers and calls EC2 through boto3", strict=False)
 def test_image_has_what_the_cluster_launcher_needs(pyproject):
-    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
-    assert "openssh-client" in dockerfile and "rsync" in dockerfile
+    """Ray's autoscaler on the head SSHes and rsyncs into workers and calls EC2 through boto3."""
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        dockerfile = (REPO / "docker" / name).read_text()
+        assert "openssh-client" in dockerfile and "rsync" in dockerfile, name
     assert any(d.startswith("boto3==") for d in pyproject["project"]["dependencies"])
 
 
