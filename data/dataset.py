@@ -31,7 +31,7 @@ from filelock import FileLock
 
 from data.errors import InputError
 from data.settings import DataConfig
-from data.sources import PITCHES, WindowStats, make_windows, read_pieces, source_identity
+from data.sources import PITCHES, WindowStats, make_windows, read_pieces, sha256_file, source_identity
 
 FORMAT_VERSION = 1  # bump when the build's output changes for the same settings
 NPZ_NAME = "dataset.npz"
@@ -117,15 +117,7 @@ def _is_valid(target: Path, key: str) -> bool:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError):
         return False
-    return manifest.get("cache_key") == key and manifest.get("sha256") == _sha256(npz_path)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return manifest.get("cache_key") == key and manifest.get("sha256") == sha256_file(npz_path)
 
 
 def split_pieces(n_pieces: int, holdout_fraction: float, seed: int) -> np.ndarray:
@@ -187,7 +179,7 @@ def _write_dataset(cfg: DataConfig, key: str, out: Path, *, progress: bool) -> N
         "path": str(Path(cfg.path).expanduser().resolve()) if cfg.path else None,
         "settings": dataclasses.asdict(cfg),
         "cache_key": key,
-        "sha256": _sha256(out / NPZ_NAME),
+        "sha256": sha256_file(out / NPZ_NAME),
         "dtype": "bool",
         "shapes": {"train": list(arrays["train"].shape), "holdout": list(arrays["holdout"].shape)},
         "counts": {
@@ -255,7 +247,7 @@ def load_dataset(path: str | Path) -> Dataset:
         manifest = json.loads(manifest_path.read_text())
     except ValueError as e:
         raise InputError(f"{manifest_path}: not valid JSON ({e})") from None
-    if manifest.get("sha256") != _sha256(npz_path):
+    if manifest.get("sha256") != sha256_file(npz_path):
         raise InputError(f"{d}: {NPZ_NAME} does not match {MANIFEST_NAME} (sha256 differs); rebuild the dataset")
     with np.load(npz_path, allow_pickle=False) as z:
         arrays = {name: z[name] for name in ("train", "holdout", "train_piece", "holdout_piece")}

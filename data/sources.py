@@ -64,7 +64,7 @@ def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -112,14 +112,14 @@ def source_identity(cfg: DataConfig) -> dict:
         root = _require_path(cfg)
         return {
             "files": [
-                [p.relative_to(root).as_posix(), p.stat().st_size, _sha256_file(p)] for p in midi_files(root)
+                [p.relative_to(root).as_posix(), p.stat().st_size, sha256_file(p)] for p in midi_files(root)
             ]
         }
     if cfg.source == "npy":
         path = _require_path(cfg)
         if not path.is_file():
             raise InputError(f"{path}: array file not found (data.path must be an .npy or .npz file)")
-        return {"file": path.name, "sha256": _sha256_file(path)}
+        return {"file": path.name, "sha256": sha256_file(path)}
     raise InputError(f"data.source: expected one of chorales, midi, npy, got {cfg.source!r}")
 
 

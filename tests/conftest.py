@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,18 @@ def tiny_cfg(tiny_overrides):
     from trainer.config import load_config
 
     return load_config(TINY, tiny_overrides)
+
+
+@pytest.fixture
+def ray_env(monkeypatch):
+    """A short private temp dir for Ray (unix socket paths are length-limited), auth off, no ~/.ray writes."""
+    tmp = tempfile.mkdtemp(prefix="chorus-ray-", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", tmp)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    yield tmp
+    import ray
+
+    ray.shutdown()
+    subprocess.run(["rm", "-rf", tmp], check=False)

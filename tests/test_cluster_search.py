@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -39,21 +38,6 @@ def search_yaml(tmp_path: Path, data_cache: Path, *, experiment: str, extra: str
         train: {{steps: 9, eval_every: 3, checkpoint_every: 3, sample_every: 3, log_every: 3}}
         """) + textwrap.dedent(extra))
     return path
-
-
-@pytest.fixture
-def ray_env(monkeypatch):
-    """A short private temp dir for Ray (unix socket paths are length-limited), auth off, no ~/.ray writes."""
-    tmp = tempfile.mkdtemp(prefix="chorus-ray-", dir="/tmp")
-    monkeypatch.setenv("RAY_TMPDIR", tmp)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "0")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    yield tmp
-    import ray
-
-    ray.shutdown()
-    subprocess.run(["rm", "-rf", tmp], check=False)
 
 
 def read_table(results: Path) -> list[dict[str, str]]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import socket
-import subprocess
-import tempfile
 import textwrap
 
 import pytest
@@ -67,21 +65,6 @@ def test_results_helpers_read_and_write_s3(s3, tmp_path):
     results.copy_tree(str(tmp_path / "up"), results.join(base, "up"))
     results.copy_tree(results.join(base, "up"), str(tmp_path / "down"))
     assert (tmp_path / "down" / "sub" / "x.bin").read_bytes() == b"\0" * 100
-
-
-@pytest.fixture
-def ray_env(monkeypatch):
-    """A short private temp dir for Ray, auth off, no ~/.ray writes; shut down and removed afterwards."""
-    tmp = tempfile.mkdtemp(prefix="chorus-ray-", dir="/tmp")
-    monkeypatch.setenv("RAY_TMPDIR", tmp)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "0")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    yield tmp
-    import ray
-
-    ray.shutdown()
-    subprocess.run(["rm", "-rf", tmp], check=False)
 
 
 @pytest.mark.ray
