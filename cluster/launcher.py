@@ -14,20 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
-
 from data.errors import InputError
+from trainer.config import read_yaml
 
 
 def cluster_settings(cluster_yaml: str | Path) -> dict:
     """{"dashboard_port": int, "token_path": str | None} from a cluster-launcher YAML."""
-    path = Path(cluster_yaml)
-    if not path.is_file():
-        raise InputError(f"{path}: cluster config not found")
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: YAML syntax error: {str(exc).splitlines()[0]}") from None
+    cfg = read_yaml(cluster_yaml)
     port = 8265
     for cmd in cfg.get("head_start_ray_commands", []) or []:
         args = shlex.split(cmd)

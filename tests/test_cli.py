@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests_support import REPO, TINY, run_chorus
+from tests_support import REPO, TINY, listing, run_chorus
 
 
 def _sets(overrides):
@@ -25,9 +25,6 @@ def _one_line_error(proc, *needles):
     for needle in needles:
         assert needle in lines[0], lines[0]
 
-
-def _listing(path):
-    return sorted((str(p.relative_to(path)), p.stat().st_size) for p in Path(path).rglob("*"))
 
 
 @pytest.fixture(scope="module")
@@ -155,10 +152,10 @@ def test_config_errors_exit_2(tmp_path):
 
 def test_run_that_is_not_a_run_exits_2(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
-    before = _listing(tmp_path)
+    before = listing(tmp_path)
     _one_line_error(run_chorus("generate", "--run", str(tmp_path)), str(tmp_path), "not a chorus run")
     _one_line_error(run_chorus("evaluate", "--run", str(tmp_path)), "not a chorus run")
-    assert _listing(tmp_path) == before
+    assert listing(tmp_path) == before
 
 
 def test_silent_melody_exits_2_and_leaves_run_untouched(trained_run, tmp_path):
@@ -167,7 +164,7 @@ def test_silent_melody_exits_2_and_leaves_run_untouched(trained_run, tmp_path):
     pm = pretty_midi.PrettyMIDI()
     pm.instruments.append(pretty_midi.Instrument(0))
     pm.write(str(tmp_path / "silent.mid"))
-    before = _listing(trained_run)
+    before = listing(trained_run)
     _one_line_error(run_chorus("generate", "--run", str(trained_run), "--melody", str(tmp_path / "silent.mid")),
                     "silent.mid")
-    assert _listing(trained_run) == before
+    assert listing(trained_run) == before

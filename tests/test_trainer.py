@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests_support import checkpoint_tensors
+from tests_support import checkpoint_tensors, listing
 
 from data.errors import InputError
 
@@ -91,19 +91,16 @@ def test_resume_is_exact(make_tiny, tmp_path):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def _listing(path):
-    return sorted((str(p.relative_to(path)), p.stat().st_size) for p in Path(path).rglob("*"))
-
 
 def test_resume_refuses_a_different_model(make_tiny):
     from trainer import train
 
     cfg = make_tiny("train.steps=3")
     train(cfg)
-    before = _listing(cfg.run.dir)
+    before = listing(cfg.run.dir)
     with pytest.raises(InputError, match="model.width"):
         train(make_tiny("model.width=8"))
-    assert _listing(cfg.run.dir) == before
+    assert listing(cfg.run.dir) == before
 
 
 def test_refuses_a_foreign_run_dir(make_tiny, tmp_path):

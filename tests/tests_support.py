@@ -32,3 +32,8 @@ def checkpoint_tensors(path) -> dict[str, np.ndarray]:
     tensors = {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
                if "config" not in n and "save_counter" not in n}
     return {n: t for n, t in tensors.items() if np.issubdtype(np.asarray(t).dtype, np.number)}
+
+
+def listing(path) -> list[tuple[str, int]]:
+    """Every file and folder under path with its size: equal before and after means nothing was touched."""
+    return sorted((str(p.relative_to(path)), p.stat().st_size) for p in Path(path).rglob("*"))

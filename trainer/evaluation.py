@@ -66,6 +66,11 @@ def metric_settings(cfg: Config) -> dict[str, int]:
             "qualified_min_steps": cfg.eval.qualified_min_steps}
 
 
+def summarize_holdout(holdout: np.ndarray, cfg: Config) -> dict[str, Any]:
+    """The reference side of every evaluation; a run computes it once."""
+    return metrics.summarize(holdout, track_names=cfg.sample.track_names, **metric_settings(cfg))
+
+
 def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: np.ndarray, cfg: Config,
              z_shape: tuple[int, ...], holdout_summary: dict[str, Any] | None = None) -> Evaluation:
     """Complete eval.num_samples holdout melodies with fixed noise; compare their metrics with the holdout's."""
@@ -74,7 +79,7 @@ def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: 
     settings = metric_settings(cfg)
     names = cfg.sample.track_names
     if holdout_summary is None:
-        holdout_summary = metrics.summarize(holdout, track_names=names, **settings)
+        holdout_summary = summarize_holdout(holdout, cfg)
     return Evaluation(
         generated=metrics.summarize(generated, track_names=names, **settings),
         holdout=holdout_summary,

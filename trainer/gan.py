@@ -6,12 +6,10 @@ gradients equal those of one big batch.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from trainer.config import Config
 from trainer.distribute import Distribution
 from trainer.losses import d_wasserstein_loss, g_wasserstein_loss, gradient_penalty
-from trainer.model import build_critic, build_generator, z_shape
+from trainer.model import build_critic, build_generator, generate_batched, z_shape
 from trainer.tfenv import keras, tf
 
 
@@ -117,8 +115,5 @@ class WGANGP:
 
     # ------------------------------------------------------------------------------ inference
 
-    def generate(self, melody, z, batch_size: int = 64):
-        """Generator outputs in [-1, 1] for numpy melodies (N, T, P, 1) and noise (N, *z_shape), in batches."""
-        outs = [self.generator([melody[i:i + batch_size], z[i:i + batch_size]], training=False).numpy()
-                for i in range(0, len(melody), batch_size)]
-        return np.concatenate(outs, axis=0).astype(np.float32)
+    def generate(self, melody, z):
+        return generate_batched(self.generator, melody, z)

@@ -12,7 +12,7 @@ from data.midi_io import read_melody
 from trainer.checkpoints import require_checkpoint
 from trainer.config import Config, config_from_dict, read_yaml
 from trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
-from trainer.model import build_generator, z_shape
+from trainer.model import build_generator, generate_batched, z_shape
 from trainer.rundir import write_text_atomic
 from trainer.samples import write_samples
 from trainer.tfenv import tf
@@ -25,10 +25,8 @@ class LoadedRun:
     step: int
     checkpoint: str
 
-    def generate(self, melody: np.ndarray, z: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        outs = [self.generator([melody[i:i + batch_size], z[i:i + batch_size]], training=False).numpy()
-                for i in range(0, len(melody), batch_size)]
-        return np.concatenate(outs, axis=0)
+    def generate(self, melody: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return generate_batched(self.generator, melody, z)
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:

@@ -4,6 +4,8 @@ With width=64 and z_channels=512 these are exactly the lab's models: 8,273,540 a
 """
 from __future__ import annotations
 
+import numpy as np
+
 from trainer.config import Config
 from trainer.tfenv import keras, tf
 
@@ -70,6 +72,13 @@ def build_critic(cfg: Config) -> keras.Model:
     x = layers.Flatten(name="flatten")(x)
     out = layers.Dense(1, dtype="float32", name="score")(x)  # linear: a Wasserstein critic, not a classifier
     return keras.Model([roll, melody], out, name="critic")
+
+
+def generate_batched(generator: keras.Model, melody: np.ndarray, z: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Generator outputs in [-1, 1], float32 (N, T, P, K), for melodies (N, T, P, 1) and noise (N, *z_shape)."""
+    outs = [generator([melody[i:i + batch_size], z[i:i + batch_size]], training=False).numpy()
+            for i in range(0, len(melody), batch_size)]
+    return np.concatenate(outs, axis=0).astype(np.float32)
 
 
 def z_shape(cfg: Config) -> tuple[int, int, int]:

@@ -18,7 +18,7 @@ from data.pipeline import make_dataset
 from trainer import checkpoints as ckpts
 from trainer.config import Config, dump_config
 from trainer.distribute import choose_strategy, configure_devices
-from trainer.evaluation import binarize, evaluate, fixed_inputs
+from trainer.evaluation import binarize, evaluate, fixed_inputs, summarize_holdout
 from trainer.gan import WGANGP
 from trainer.rundir import (
     append_metrics,
@@ -135,10 +135,7 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
                                  num_replicas=dist.num_replicas, input_context=ctx))
     iterator = iter(dist_ds)
 
-    from data import metrics as music_metrics
-    from trainer.evaluation import metric_settings
-    holdout_summary = music_metrics.summarize(data.holdout, track_names=cfg.sample.track_names,
-                                              **metric_settings(cfg))
+    holdout_summary = summarize_holdout(data.holdout, cfg)
     sample_melody, sample_z = fixed_inputs(data.holdout, cfg.sample.num, cfg.sample.seed, gan.z_shape)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
 
