@@ -39,8 +39,8 @@ def sequential(k: int, steps: int, work: Path) -> dict:
     code = f"""
 import json, sys, time
 t0 = time.perf_counter()
-from trainer import train
-from trainer.config import load_config
+from chorus.trainer import train
+from chorus.trainer.config import load_config
 runs = []
 for i in range({k}):
     cfg = load_config("configs/tiny.yaml", {run_settings(steps)!r} + [f"run.dir={work}/seq-{{i}}"])
@@ -54,8 +54,8 @@ print(json.dumps({{"wall_s": time.perf_counter() - t0, "runs_s": runs}}))
 
 
 def search(k: int, steps: int, work: Path, cores: int) -> dict:
-    from cluster.search import run_search
-    from cluster.search_config import build_search
+    from chorus.cluster.search import run_search
+    from chorus.cluster.search_config import build_search
 
     doc = {"experiment": "bench", "base": str(REPO / "configs" / "tiny.yaml"), "num_samples": k,
            "resources": {"cpus": 1}, "threads": 1, "max_concurrent_trials": cores, "max_failures": 0,

@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from data.pipeline import make_dataset  # noqa: E402
-from trainer.config import load_config  # noqa: E402
-from trainer.distribute import choose_strategy, configure_devices  # noqa: E402
-from trainer.gan import WGANGP  # noqa: E402
-from trainer.losses import d_wasserstein_loss, gradient_penalty  # noqa: E402
-from trainer.tfenv import tf  # noqa: E402
+from chorus.data.pipeline import make_dataset  # noqa: E402
+from chorus.trainer.config import load_config  # noqa: E402
+from chorus.trainer.distribute import choose_strategy, configure_devices  # noqa: E402
+from chorus.trainer.gan import WGANGP  # noqa: E402
+from chorus.trainer.losses import d_wasserstein_loss, gradient_penalty  # noqa: E402
+from chorus.trainer.tfenv import tf  # noqa: E402
 
 
 class LabStepGAN(WGANGP):
@@ -74,7 +74,7 @@ def main() -> None:
         pitch = rng.integers(40, 80, size=(512, cfg.data.steps, cfg.data.tracks))
         np.put_along_axis(rolls, pitch[:, :, None, :], True, axis=2)
     else:
-        from trainer.run import load_training_data
+        from chorus.trainer.run import load_training_data
 
         rolls = load_training_data(cfg, verbose=False).train
     gan = (LabStepGAN if args.lab_step else WGANGP)(cfg, dist)

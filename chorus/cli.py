@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from data.errors import InputError
+from chorus.data.errors import InputError
 
 EXIT_INPUT = 2
 
@@ -17,16 +17,16 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainer.config import load_config
+    from chorus.trainer.config import load_config
 
     overrides = list(args.overrides) + ([f"run.dir={args.run_dir}"] if args.run_dir else [])
     cfg = load_config(args.config, overrides)
     if args.dry_run:
-        from trainer.dryrun import dry_run
+        from chorus.trainer.dryrun import dry_run
 
         print(dry_run(cfg))
         return 0
-    from trainer import train
+    from chorus.trainer import train
 
     try:
         result = train(cfg)
@@ -40,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from trainer.generate import generate_from_run
+    from chorus.trainer.generate import generate_from_run
 
     paths = generate_from_run(args.run, melody=args.melody, num=args.num, out=args.out, seed=args.seed)
     for p in paths:
@@ -49,7 +49,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from trainer.generate import evaluate_run
+    from chorus.trainer.generate import evaluate_run
 
     result, json_path, step = evaluate_run(args.run, args.json)
     print(f"{args.run} at step {step}: generated samples vs holdout data")
@@ -60,8 +60,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from data.dataset import build_dataset
-    from trainer.config import load_config
+    from chorus.data.dataset import build_dataset
+    from chorus.trainer.config import load_config
 
     overrides = list(args.overrides) + [f"data.source={args.source}"]
     if args.path:
@@ -73,7 +73,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
-    from data.dataset import describe_dataset
+    from chorus.data.dataset import describe_dataset
 
     print(describe_dataset(args.dir))
     return 0
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_data_info)
 
     try:
-        from cluster.commands import register
+        from chorus.cluster.commands import register
     except ImportError:  # the cluster package is optional for local training
         register = None
     if register is not None:

@@ -12,20 +12,20 @@ import contextlib
 def _reach(args: argparse.Namespace):
     """The Jobs API address: --address as given, or a `ray dashboard` tunnel for --cluster."""
     if getattr(args, "cluster", None):
-        from cluster.launcher import dashboard_tunnel
+        from chorus.cluster.launcher import dashboard_tunnel
 
         return dashboard_tunnel(args.cluster)
     return contextlib.nullcontext(args.address)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from cluster.search import search_command
+    from chorus.cluster.search import search_command
 
     return search_command(args.config, args.overrides, args.resume)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from cluster.jobs import submit
+    from chorus.cluster.jobs import submit
 
     command = args.command_args[1:] if args.command_args[:1] == ["--"] else args.command_args
     with _reach(args) as address:
@@ -34,7 +34,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from cluster.jobs import list_jobs
+    from chorus.cluster.jobs import list_jobs
 
     with _reach(args) as address:
         print(list_jobs(address))
@@ -42,21 +42,21 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from cluster.jobs import job_logs
+    from chorus.cluster.jobs import job_logs
 
     with _reach(args) as address:
         return job_logs(args.job, address=address, follow_logs=args.follow)
 
 
 def cmd_results_pull(args: argparse.Namespace) -> int:
-    from cluster.results import pull
+    from chorus.cluster.results import pull
 
     print(pull(args.src, args.dest))
     return 0
 
 
 def cmd_results_collect(args: argparse.Namespace) -> int:
-    from cluster.results import collect
+    from chorus.cluster.results import collect
 
     print(collect(args.experiment, args.dest))
     return 0

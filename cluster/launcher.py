@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from data.errors import InputError
-from trainer.config import read_yaml
+from chorus.data.errors import InputError
+from chorus.trainer.config import read_yaml
 
 
 def cluster_settings(cluster_yaml: str | Path) -> dict:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.errors import InputError
+from chorus.data.errors import InputError
 
 SEARCH_FILE = "chorus-search.json"  # the search snapshot written next to Tune's experiment state
 SHOWN_METRICS = ("d_loss", "g_loss", "samples_per_sec")

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster import results as results_mod
-from cluster.search_config import Search, is_uri, load_search, search_from_dict, search_to_dict
-from data.errors import InputError
+from chorus.cluster import results as results_mod
+from chorus.cluster.search_config import Search, is_uri, load_search, search_from_dict, search_to_dict
+from chorus.data.errors import InputError
 
 
 @dataclass
@@ -52,8 +52,8 @@ def init_ray(**ray_init_kwargs: Any) -> float:
 
 def prepare_data(search: Search) -> None:
     """Build (or find) the base dataset once, before trials race for it; errors in the data surface here."""
-    from data.dataset import build_dataset
-    from trainer.config import config_from_dict
+    from chorus.data.dataset import build_dataset
+    from chorus.trainer.config import config_from_dict
 
     cfg = config_from_dict(search.base_config)
     if cfg.data.source != "dataset":
@@ -71,7 +71,7 @@ def _progress_reporter(search: Search):
 def make_tuner(search: Search, *, callbacks: list | None = None):
     from ray import tune
 
-    from cluster.tune_adapter import make_scheduler, make_trainable, param_space
+    from chorus.cluster.tune_adapter import make_scheduler, make_trainable, param_space
 
     spec = search.spec
     return tune.Tuner(
@@ -141,7 +141,7 @@ def resume_search(experiment: str, *, config_path: str | None = None, **ray_init
     """Continue an interrupted search; finished trials are not rerun."""
     from ray import tune
 
-    from cluster.tune_adapter import make_trainable, param_space
+    from chorus.cluster.tune_adapter import make_trainable, param_space
 
     storage = (load_search(config_path).spec.storage_path if config_path
                else os.path.abspath(os.path.join("runs", "ray")))

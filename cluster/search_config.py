@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.errors import InputError
-from trainer.config import (
-    REPO_ROOT,
+from chorus.data.errors import InputError
+from chorus.trainer.config import (
     Config,
     apply_overrides,
     build_dataclass,
@@ -29,6 +28,7 @@ from trainer.config import (
     deep_merge,
     default_config_path,
     read_yaml,
+    resolve_config_path,
 )
 
 TRAINING_SECTIONS = tuple(f.name for f in dataclasses.fields(Config))  # data, model, train, eval, sample, run
@@ -100,16 +100,8 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _resolve_base(base: str, search_file: Path | None, source: str) -> Path:
-    candidates = [Path(base)]
-    if not Path(base).is_absolute():
-        if search_file is not None:
-            candidates.append(search_file.parent / base)
-        candidates.append(REPO_ROOT / base)  # the bundled presets, e.g. configs/tiny.yaml, from any directory
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    raise InputError(f"{source}base: training config {base!r} not found (looked in the current directory"
-                     f"{', next to ' + str(search_file) if search_file else ''} and in {REPO_ROOT})")
+    """`base` is a file (relative to the working directory or to the search file) or a bundled preset name."""
+    return resolve_config_path(base, next_to=search_file.parent if search_file else None, key=f"{source}base")
 
 
 def _absolute(path: str | None) -> str | None:
@@ -253,7 +245,9 @@ def _flatten_space(space: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load_search(path: str | Path, overrides: list[str] | None = None) -> Search:
-    """Read and validate a search YAML; errors are InputError naming the file and the key."""
+    """Read and validate a search YAML (a file, or a bundled preset such as `search` or `configs/search.yaml`);
+    errors are InputError naming the file and the key."""
+    path = resolve_config_path(path, key="chorus search")
     return build_search(read_yaml(path), search_file=path, overrides=overrides)
 
 

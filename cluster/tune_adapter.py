@@ -24,7 +24,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from cluster.search_config import Search, trial_config
+from chorus.cluster.search_config import Search, trial_config
 
 RUN_SUBDIR = "run"  # the trainer's run dir inside a trial's working directory
 DRIVER_CPUS = 0.01  # what a multi-worker trial's driver process reserves
@@ -208,7 +208,7 @@ def prepare_run_dir(run_dir: Path, restored: Path | None) -> None:
 
 
 def _train(cfg, report, resume_from):
-    from trainer import train  # imports TensorFlow: after limit_threads()
+    from chorus.trainer import train  # imports TensorFlow: after limit_threads()
 
     return train(cfg, report=report, resume_from=resume_from)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -29,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from data.errors import InputError
-from data.settings import DataConfig
-from data.sources import PITCHES, WindowStats, make_windows, read_pieces, sha256_file, source_identity
+from chorus.data.errors import InputError
+from chorus.data.settings import DataConfig
+from chorus.data.sources import PITCHES, WindowStats, make_windows, read_pieces, sha256_file, source_identity
 
 FORMAT_VERSION = 1  # bump when the build's output changes for the same settings
 NPZ_NAME = "dataset.npz"
@@ -301,14 +300,10 @@ def describe_dataset(path: str | Path, *, qualified_min_steps: int = 2) -> str:
 
 
 def _metrics_lines(ds: Dataset, names: list[str], s: dict, qualified_min_steps: int) -> list[str]:
-    """The music-metrics table from data.metrics.summarize, when that module exists."""
-    if importlib.util.find_spec("data.metrics") is None:
-        return []
-    from data import metrics
+    """The music-metrics table (data.metrics.summarize) of each split."""
+    from chorus.data import metrics
 
-    summarize = getattr(metrics, "summarize", None)
-    if summarize is None:
-        return []
+    summarize = metrics.summarize
     lines = []
     for split, x in (("train", ds.train), ("holdout", ds.holdout)):
         if not len(x):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.errors import InputError
-from data.sources import PITCHES, keep_top_note
+from chorus.data.errors import InputError
+from chorus.data.sources import PITCHES, keep_top_note
 
 DEFAULT_VELOCITY = 80
 

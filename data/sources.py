@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.errors import InputError
-from data.settings import DataConfig
+from chorus.data.errors import InputError
+from chorus.data.settings import DataConfig
 
 PITCHES = 128  # the pitch axis is always the full MIDI range
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -216,7 +216,7 @@ def chorale_roll(score, *, steps_per_beat: int, beats_per_bar: int = 4) -> tuple
 
 def read_midi_folder(cfg: DataConfig, *, progress: bool = True) -> SourceResult:
     """Every MIDI file under cfg.path; see the module docstring for the track-mapping and skipping rules."""
-    from data.midi_io import read_multitrack  # lazy: midi_io imports this module
+    from chorus.data.midi_io import read_multitrack  # lazy: midi_io imports this module
 
     root = _require_path(cfg)
     files = midi_files(root)

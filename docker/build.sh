@@ -2,7 +2,7 @@
 # Build the chorus image on any host: with a registry, behind an intercepting HTTPS proxy, or with neither.
 #
 #   docker/build.sh                 # CPU image chorus:cpu (what docker-compose.yml runs)
-#   docker/build.sh --gpu           # GPU image chorus:gpu from docker/Dockerfile.gpu
+#   docker/build.sh --gpu           # GPU image chorus:gpu (the same Dockerfile with TF_EXTRA=[and-cuda])
 #   docker/build.sh --wheelhouse    # download the wheels on the host, install them in the image with --no-index
 #
 # What it decides for you (each can be forced by an environment variable):
@@ -38,11 +38,12 @@ done
 
 log() { echo "build.sh: $*" >&2; }
 
+DOCKERFILE=docker/Dockerfile
 if [[ $GPU = 1 ]]; then
-    DOCKERFILE=docker/Dockerfile.gpu
+    TF_EXTRA="[and-cuda]"
     IMAGE="${CHORUS_IMAGE:-chorus:gpu}"
 else
-    DOCKERFILE=docker/Dockerfile
+    TF_EXTRA=""
     IMAGE="${CHORUS_IMAGE:-chorus:cpu}"
 fi
 DEFAULT_BASE=python:3.11-slim
@@ -88,9 +89,9 @@ if [[ -n "$WHEELHOUSE" ]]; then
     mkdir -p "$WHEELHOUSE"
     if [[ -x "$REPO/.venv/bin/python" ]]; then PY="$REPO/.venv/bin/python"; else PY=python3; fi
     REQS="$(mktemp)"
-    "$PY" - "$REPO/pyproject.toml" "$GPU" >"$REQS" <<'EOF'
-import sys, tomllib
-deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
+    "$PY" - "$REPO/requirements.txt" "$GPU" >"$REQS" <<'EOF'
+import sys
+deps = [line.strip() for line in open(sys.argv[1]) if line.strip() and not line.startswith("#")]
 if sys.argv[2] == "1":  # the GPU image installs TensorFlow's CUDA wheels too
     deps = [d.replace("tensorflow==", "tensorflow[and-cuda]==") if d.startswith("tensorflow==") else d for d in deps]
 print("\n".join(deps + ["pip==26.3", "setuptools==80.9.0"]))
@@ -123,7 +124,7 @@ log "building $IMAGE from $DOCKERFILE on $BASE (UID=$CHORUS_UID GID=$CHORUS_GID$
 docker build -f "$DOCKERFILE" -t "$IMAGE" \
     --build-arg BASE_IMAGE="$BASE" \
     --build-arg UID="$CHORUS_UID" --build-arg GID="$CHORUS_GID" \
-    --build-arg WHEELHOUSE_URL="$WHEELHOUSE_URL" ${NETWORK[@]+"${NETWORK[@]}"} \
+    --build-arg WHEELHOUSE_URL="$WHEELHOUSE_URL" --build-arg TF_EXTRA="$TF_EXTRA" ${NETWORK[@]+"${NETWORK[@]}"} \
     ${EXTRA[@]+"${EXTRA[@]}"} \
     "$REPO"
 log "built $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.2f GB", $1/1e9}'))"

@@ -27,14 +27,14 @@ def tiny_overrides(tmp_path, data_cache) -> list[str]:
 @pytest.fixture
 def make_tiny(tiny_overrides):
     """make_tiny("train.steps=3", ...) -> the tiny Config with these overrides on top."""
-    from trainer.config import load_config
+    from chorus.trainer.config import load_config
 
     return lambda *extra: load_config(TINY, tiny_overrides + list(extra))
 
 
 @pytest.fixture
 def tiny_cfg(tiny_overrides):
-    from trainer.config import load_config
+    from chorus.trainer.config import load_config
 
     return load_config(TINY, tiny_overrides)
 

@@ -35,6 +35,11 @@ def pyproject() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
+def requirements() -> list[str]:
+    lines = (REPO / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -105,11 +110,11 @@ def test_images_are_pinned_to_the_project_version(cfg, pyproject):
         assert name == f"chorus:{version}-{flavour}", image
         assert "latest" not in image
     assert cpu.rpartition("/")[0] == gpu.rpartition("/")[0], "both images come from the same registry"
-    # ...which is what aws-setup.sh push builds (docker/build.sh, --gpu for Dockerfile.gpu) and pushes
+    # ...which is what aws-setup.sh push builds (docker/build.sh, --gpu for the CUDA wheels) and pushes
     script = SETUP.read_text()
     assert 'REPO_NAME=chorus' in script and '$REPO_NAME:$VERSION-$flavour' in script
-    assert re.search(r"--gpu\)\s+DOCKERFILE=docker/Dockerfile.gpu|DOCKERFILE=docker/Dockerfile.gpu",
-                     (REPO / "docker" / "build.sh").read_text())
+    build = (REPO / "docker" / "build.sh").read_text()
+    assert re.search(r'TF_EXTRA="\[and-cuda\]"', build) and '--build-arg TF_EXTRA="$TF_EXTRA"' in build
 
 
 def test_region_and_registry_agree_everywhere(cfg):
@@ -125,20 +130,19 @@ def test_the_image_has_what_the_ray_version_needs(cfg, pyproject):
     """Same Ray on the laptop (`ray up`), in the image (built from pyproject's pins) and in the compose cluster."""
     import ray
 
-    (pin,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("ray[")]
+    (pin,) = [d for d in requirements() if d.startswith("ray[")]
     assert pin.endswith(f"=={ray.__version__}") and ray.__version__ == "2.60.0"
-    dockerfiles = [(REPO / "docker" / n).read_text() for n in ("Dockerfile", "Dockerfile.gpu")]
-    assert all("pyproject.toml" in d and "constraints.txt" in d for d in dockerfiles)
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    assert "requirements.txt" in dockerfile and "constraints.txt" in dockerfile
     every_command = [*cfg["setup_commands"], *cfg["head_start_ray_commands"], *cfg["worker_start_ray_commands"]]
     assert not any("pip" in c for c in every_command), "nothing may install another Ray into the image"
 
 
 def test_image_has_what_the_cluster_launcher_needs(pyproject):
     """Ray's autoscaler on the head SSHes and rsyncs into workers and calls EC2 through boto3."""
-    for name in ("Dockerfile", "Dockerfile.gpu"):
-        dockerfile = (REPO / "docker" / name).read_text()
-        assert "openssh-client" in dockerfile and "rsync" in dockerfile, name
-    assert any(d.startswith("boto3==") for d in pyproject["project"]["dependencies"])
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    assert "openssh-client" in dockerfile and "rsync" in dockerfile
+    assert any(d.startswith("boto3==") for d in requirements())
 
 
 def test_gpu_workers_get_the_gpus_and_everyone_an_explicit_shm_size(cfg):
@@ -335,7 +339,7 @@ def test_setup_script_refuses_the_placeholder_bucket(tmp_path):
 
 
 def test_submit_finds_dashboard_port_and_token_from_the_cluster_yaml():
-    from cluster.launcher import cluster_settings
+    from chorus.cluster.launcher import cluster_settings
 
     settings = cluster_settings(REPO / "cluster" / "aws.yaml")
     assert settings["dashboard_port"] == 8265

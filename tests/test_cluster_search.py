@@ -46,7 +46,7 @@ def read_table(results: Path) -> list[dict[str, str]]:
 
 
 def assert_best_dir_loads(best: Path) -> None:
-    from trainer.generate import load_run
+    from chorus.trainer.generate import load_run
 
     run = load_run(best)
     assert run.step > 0
@@ -90,8 +90,8 @@ def killer(pick_pid=lambda trial: trial.last_result.get("pid")):
 
 
 def test_search_results_and_a_killed_trial_resumes_from_its_checkpoint(tmp_path, data_cache, ray_env):
-    from cluster.search import run_search
-    from cluster.search_config import load_search
+    from chorus.cluster.search import run_search
+    from chorus.cluster.search_config import load_search
 
     search = load_search(search_yaml(tmp_path, data_cache, experiment="kill-one"))
     kill = killer()
@@ -123,8 +123,8 @@ def test_search_results_and_a_killed_trial_resumes_from_its_checkpoint(tmp_path,
 
 
 def test_multi_worker_trial_restarts_from_checkpoint_after_losing_a_worker(tmp_path, data_cache, ray_env):
-    from cluster.search import run_search
-    from cluster.search_config import load_search
+    from chorus.cluster.search import run_search
+    from chorus.cluster.search_config import load_search
 
     path = search_yaml(tmp_path, data_cache, experiment="two-workers", space="{}")
     search = load_search(path, ["resources.workers=2", "max_concurrent_trials=1", "num_to_keep=3", "train.steps=6"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.search_config import build_search
+from chorus.cluster.search_config import build_search
 
 pytest.importorskip("ray.tune")
 
@@ -20,7 +20,7 @@ def make(doc: dict, overrides: list[str] | None = None):
 def test_param_space_maps_every_distribution():
     from ray import tune
 
-    from cluster.tune_adapter import param_space
+    from chorus.cluster.tune_adapter import param_space
 
     search = make({"space": {"train.g_lr": {"loguniform": [1e-4, 1e-2]}, "train.d_lr": {"uniform": [1e-4, 1e-3]},
                              "train.n_critic": {"randint": [1, 4]}, "model.width": {"choice": [4, 8]},
@@ -36,7 +36,7 @@ def test_param_space_maps_every_distribution():
 def test_schedulers():
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
-    from cluster.tune_adapter import make_scheduler
+    from chorus.cluster.tune_adapter import make_scheduler
 
     assert make_scheduler(make({})) is None
     asha = make_scheduler(make({"scheduler": {"type": "asha", "grace_period": 10}}))
@@ -47,7 +47,7 @@ def test_schedulers():
 
 
 def test_trainable_resources_and_threads():
-    from cluster.tune_adapter import DRIVER_CPUS, TrialSettings, make_trainable
+    from chorus.cluster.tune_adapter import DRIVER_CPUS, TrialSettings, make_trainable
 
     one = make_trainable(make({"resources": {"cpus": 2}}))
     assert one._resources.required_resources == {"CPU": 2.0}
@@ -74,7 +74,7 @@ class FakeCheckpoint:
 
 
 def test_reporter_stages_a_run_dir_per_checkpoint_and_skips_unscored_results(tmp_path):
-    from cluster.tune_adapter import RayReporter, checkpoint_step
+    from chorus.cluster.tune_adapter import RayReporter, checkpoint_step
 
     run = tmp_path / "trial" / "run"
     export = run / "export" / "latest"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from data.errors import InputError
-from trainer.config import CONFIG_DIR, load_config
+from chorus.data.errors import InputError
+from chorus.trainer.config import CONFIG_DIR, load_config
 
 
 def test_default_config_lists_every_setting():
@@ -12,7 +12,7 @@ def test_default_config_lists_every_setting():
 
     import yaml
 
-    from trainer.config import Config
+    from chorus.trainer.config import Config
 
     doc = yaml.safe_load((CONFIG_DIR / "default.yaml").read_text())
     for section in dataclasses.fields(Config):

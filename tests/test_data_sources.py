@@ -7,9 +7,9 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from data.errors import InputError
-from data.settings import DataConfig
-from data.sources import (
+from chorus.data.errors import InputError
+from chorus.data.settings import DataConfig
+from chorus.data.sources import (
     WindowStats,
     chorale_roll,
     keep_top_note,

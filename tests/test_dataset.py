@@ -9,10 +9,10 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from data import dataset as ds_mod
-from data.dataset import _build, build_dataset, describe_dataset, load_dataset, split_pieces
-from data.errors import InputError
-from data.settings import DataConfig
+from chorus.data import dataset as ds_mod
+from chorus.data.dataset import _build, build_dataset, describe_dataset, load_dataset, split_pieces
+from chorus.data.errors import InputError
+from chorus.data.settings import DataConfig
 
 
 def _rolls(n=12, seed=0):

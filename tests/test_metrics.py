@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from data import metrics
-from data.metrics import (
+from chorus.data import metrics
+from chorus.data.metrics import (
     PER_TRACK,
     estimate_key,
     format_table,

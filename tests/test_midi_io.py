@@ -9,9 +9,9 @@ import pretty_midi
 import pypianoroll
 import pytest
 
-from data.errors import InputError
-from data.midi_io import read_melody, write_midi
-from data.plot import save_pianoroll_png
+from chorus.data.errors import InputError
+from chorus.data.midi_io import read_melody, write_midi
+from chorus.data.plot import save_pianoroll_png
 
 
 def _random_roll(rng, steps=64, tracks=4):

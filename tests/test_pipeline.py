@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.pipeline import make_dataset
+from chorus.data.pipeline import make_dataset
 
 
 def _rolls(n=10):

@@ -53,7 +53,7 @@ def keys(client, prefix: str) -> list[str]:
 
 
 def test_results_helpers_read_and_write_s3(s3, tmp_path):
-    from cluster import results
+    from chorus.cluster import results
 
     base = f"s3://{BUCKET}/helpers"
     results.write_text(results.join(base, "a", "note.txt"), "hello")
@@ -70,8 +70,8 @@ def test_results_helpers_read_and_write_s3(s3, tmp_path):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_search_checkpoints_to_s3_and_results_pull_fetches_them(s3, tmp_path, data_cache, ray_env):
-    from cluster.search import run_search
-    from cluster.search_config import load_search
+    from chorus.cluster.search import run_search
+    from chorus.cluster.search_config import load_search
 
     experiment = "s3-search"
     path = tmp_path / "search.yaml"
@@ -108,7 +108,7 @@ def test_search_checkpoints_to_s3_and_results_pull_fetches_them(s3, tmp_path, da
     with open(pulled / "trials.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert row["status"] == "TERMINATED" and row["step"] == "6"
-    from trainer.generate import load_run
+    from chorus.trainer.generate import load_run
 
     assert load_run(pulled / "best").step > 0
     assert (pulled / "report.html").is_file() and list((pulled / "samples").glob("*.mid"))

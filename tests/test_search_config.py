@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.search_config import build_search, load_search, search_from_dict, search_to_dict, split_overrides
-from data.errors import InputError
+from chorus.cluster.search_config import build_search, load_search, search_from_dict, search_to_dict, split_overrides
+from chorus.data.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def test_set_routes_training_and_search_keys(tmp_path):
     ("space: {model.width: {uniform: [4, 8]}}\n", "space: model.width: expected an integer"),
     ("space: {train.n_critic: {choice: [0, 2]}}\n", "space: train.n_critic: must be >= 1"),
     ("space: {model.width: {grid: []}}\n", "expected a non-empty list"),
-    ("base: nowhere.yaml\n", "base: training config 'nowhere.yaml' not found"),
+    ("base: nowhere.yaml\n", "base: nowhere.yaml: config file not found"),
     ("experiment: a/b\n", "experiment: expected a plain name"),
     ("train: {eval_every: 4, checkpoint_every: 6}\n", "train.checkpoint_every: must be a multiple of train.eval_every"),
     ("scheduler: {type: pbt}\nspace: {model.width: {grid: [4, 8]}}\n", "pbt cannot mutate a grid"),

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from tests_support import checkpoint_tensors, listing
 
-from data.errors import InputError
+from chorus.data.errors import InputError
 
 
 def test_lab_preset_has_the_lab_parameter_counts():
-    from trainer.config import CONFIG_DIR, load_config
-    from trainer.model import build_critic, build_generator
+    from chorus.trainer.config import CONFIG_DIR, load_config
+    from chorus.trainer.model import build_critic, build_generator
 
     cfg = load_config(CONFIG_DIR / "lab.yaml")
     g, d = build_generator(cfg), build_critic(cfg)
@@ -25,8 +25,8 @@ def test_lab_preset_has_the_lab_parameter_counts():
 
 
 def test_upsample_matches_keras_upsampling():
-    from trainer.model import Upsample2x
-    from trainer.tfenv import keras
+    from chorus.trainer.model import Upsample2x
+    from chorus.trainer.tfenv import keras
 
     x = np.random.default_rng(0).random((2, 3, 4, 5)).astype("float32")
     np.testing.assert_array_equal(Upsample2x()(x).numpy(), keras.layers.UpSampling2D(2)(x).numpy())
@@ -38,13 +38,13 @@ def test_upsample_matches_keras_upsampling():
     ("default", 4, 8, "default"),
 ])
 def test_auto_strategy_choice(name, workers, gpus, expected):
-    from trainer.distribute import resolve_strategy_name
+    from chorus.trainer.distribute import resolve_strategy_name
 
     assert resolve_strategy_name(name, workers, gpus) == expected
 
 
 def test_tf_config_parsing(monkeypatch):
-    from trainer.distribute import tf_config_workers
+    from chorus.trainer.distribute import tf_config_workers
 
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
                                                 "task": {"type": "worker", "index": 1}}))
@@ -55,7 +55,7 @@ def test_tf_config_parsing(monkeypatch):
 
 
 def test_tiny_run_writes_everything_and_reports(tiny_cfg):
-    from trainer import train
+    from chorus.trainer import train
 
     reports = []
     result = train(tiny_cfg, report=reports.append)
@@ -79,7 +79,7 @@ def test_tiny_run_writes_everything_and_reports(tiny_cfg):
 
 def test_resume_is_exact(make_tiny, tmp_path):
     """6 steps in one go == 3 steps, stop, resume to 6: same weights, optimizer slots, RNG and data position."""
-    from trainer import train
+    from chorus.trainer import train
 
     train(make_tiny(f"run.dir={tmp_path / 'straight'}"))
     train(make_tiny(f"run.dir={tmp_path / 'split'}", "train.steps=3"))
@@ -93,7 +93,7 @@ def test_resume_is_exact(make_tiny, tmp_path):
 
 
 def test_resume_refuses_a_different_model(make_tiny):
-    from trainer import train
+    from chorus.trainer import train
 
     cfg = make_tiny("train.steps=3")
     train(cfg)
@@ -104,7 +104,7 @@ def test_resume_refuses_a_different_model(make_tiny):
 
 
 def test_refuses_a_foreign_run_dir(make_tiny, tmp_path):
-    from trainer import train
+    from chorus.trainer import train
 
     foreign = tmp_path / "photos"
     foreign.mkdir()
@@ -118,8 +118,8 @@ def test_resume_from_a_checkpoint_dir_takes_the_configs_learning_rate(make_tiny,
     """PBT hands a trial another trial's checkpoint with mutated hyperparameters: they must take effect."""
     import shutil
 
-    from trainer import train
-    from trainer.tfenv import tf
+    from chorus.trainer import train
+    from chorus.trainer.tfenv import tf
 
     exported = tmp_path / "exported"
     # The report's directory is replaced after the callback returns; keep a copy as Ray would.

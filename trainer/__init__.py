@@ -9,7 +9,7 @@ __all__ = ["train", "Report", "RunResult"]
 
 def __getattr__(name):
     if name in __all__:
-        from trainer import run
+        from chorus.trainer import run
 
         return getattr(run, name)
     raise AttributeError(name)

@@ -9,9 +9,9 @@ import os
 import shutil
 from pathlib import Path
 
-from data.errors import InputError
-from trainer.rundir import versions_text, write_text_atomic
-from trainer.tfenv import tf
+from chorus.data.errors import InputError
+from chorus.trainer.rundir import versions_text, write_text_atomic
+from chorus.trainer.tfenv import tf
 
 STATE_FILE = "checkpoint"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from data.errors import InputError
-from data.settings import DataConfig
+from chorus.data.errors import InputError
+from chorus.data.settings import DataConfig
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO_ROOT / "configs"
+# The bundled presets ship as package data (chorus.configs), so an installed wheel finds them from any directory.
+CONFIG_DIR = Path(str(importlib.resources.files("chorus.configs")))
 
 
 @dataclass
@@ -243,11 +244,36 @@ def default_config_path() -> Path:
     return CONFIG_DIR / "default.yaml"
 
 
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name: str | Path, *, next_to: Path | None = None, key: str = "--config") -> Path:
+    """A config file: a path that exists (or one next to `next_to`), else a bundled preset by name.
+
+    `tiny`, `tiny.yaml` and `configs/tiny.yaml` all name the bundled preset, from any working directory.
+    """
+    path = Path(name)
+    candidates = [path]
+    if next_to is not None and not path.is_absolute():
+        candidates.append(next_to / path)
+    if not path.is_absolute() and path.parent in (Path("."), Path("configs")):
+        candidates.append(CONFIG_DIR / (path.name if path.suffix else path.name + ".yaml"))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    where = f" here or next to {next_to}" if next_to else ""
+    raise InputError(f"{key}: {name}: config file not found (not a path{where}, "
+                     f"nor a bundled preset: {', '.join(preset_names())})")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """default.yaml <- preset file <- --set overrides, validated into a Config."""
     doc = read_yaml(default_config_path()) if default_config_path().is_file() else {}
     source = ""
-    if path is not None and Path(path).resolve() != default_config_path().resolve():
+    if path is not None:
+        path = resolve_config_path(path)
+    if path is not None and path != default_config_path().resolve():
         doc = deep_merge(doc, read_yaml(path))
     if path is not None:
         source = f"{path}: "

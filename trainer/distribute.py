@@ -5,8 +5,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from data.errors import InputError
-from trainer.tfenv import tf
+from chorus.data.errors import InputError
+from chorus.trainer.tfenv import tf
 
 
 @dataclass

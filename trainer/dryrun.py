@@ -1,9 +1,9 @@
 """`chorus train --dry-run`: validate, build the models, name the strategy, train nothing."""
 from __future__ import annotations
 
-from trainer.config import Config
-from trainer.distribute import choose_strategy, configure_devices
-from trainer.model import build_critic, build_generator
+from chorus.trainer.config import Config
+from chorus.trainer.distribute import choose_strategy, configure_devices
+from chorus.trainer.model import build_critic, build_generator
 
 
 def dry_run(cfg: Config) -> str:

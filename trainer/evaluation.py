@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from data import metrics
-from trainer.config import Config
+from chorus.data import metrics
+from chorus.trainer.config import Config
 
 
 def truncated_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

@@ -6,11 +6,11 @@ gradients equal those of one big batch.
 """
 from __future__ import annotations
 
-from trainer.config import Config
-from trainer.distribute import Distribution
-from trainer.losses import d_wasserstein_loss, g_wasserstein_loss, gradient_penalty
-from trainer.model import build_critic, build_generator, generate_batched, z_shape
-from trainer.tfenv import keras, tf
+from chorus.trainer.config import Config
+from chorus.trainer.distribute import Distribution
+from chorus.trainer.losses import d_wasserstein_loss, g_wasserstein_loss, gradient_penalty
+from chorus.trainer.model import build_critic, build_generator, generate_batched, z_shape
+from chorus.trainer.tfenv import keras, tf
 
 
 def make_optimizer(lr: float, cfg: Config) -> keras.optimizers.Optimizer:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from data.errors import InputError
-from data.midi_io import read_melody
-from trainer.checkpoints import require_checkpoint
-from trainer.config import Config, config_from_dict, read_yaml
-from trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
-from trainer.model import build_generator, generate_batched, z_shape
-from trainer.rundir import write_text_atomic
-from trainer.samples import write_samples
-from trainer.tfenv import tf
+from chorus.data.errors import InputError
+from chorus.data.midi_io import read_melody
+from chorus.trainer.checkpoints import require_checkpoint
+from chorus.trainer.config import Config, config_from_dict, read_yaml
+from chorus.trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
+from chorus.trainer.model import build_generator, generate_batched, z_shape
+from chorus.trainer.rundir import write_text_atomic
+from chorus.trainer.samples import write_samples
+from chorus.trainer.tfenv import tf
 
 
 @dataclass
@@ -43,7 +43,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
 
 def holdout_windows(cfg: Config) -> np.ndarray:
-    from trainer.run import load_training_data
+    from chorus.trainer.run import load_training_data
 
     return load_training_data(cfg, verbose=True).holdout
 

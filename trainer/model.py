@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.config import Config
-from trainer.tfenv import keras, tf
+from chorus.trainer.config import Config
+from chorus.trainer.tfenv import keras, tf
 
 DOWN_BLOCKS = 4  # time and pitch halve four times: (32, 128) -> (2, 8)
 

@@ -12,15 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.dataset import build_dataset, load_dataset
-from data.errors import InputError
-from data.pipeline import make_dataset
-from trainer import checkpoints as ckpts
-from trainer.config import Config, dump_config
-from trainer.distribute import choose_strategy, configure_devices
-from trainer.evaluation import binarize, evaluate, fixed_inputs, summarize_holdout
-from trainer.gan import WGANGP
-from trainer.rundir import (
+from chorus.data.dataset import build_dataset, load_dataset
+from chorus.data.errors import InputError
+from chorus.data.pipeline import make_dataset
+from chorus.trainer import checkpoints as ckpts
+from chorus.trainer.config import Config, dump_config
+from chorus.trainer.distribute import choose_strategy, configure_devices
+from chorus.trainer.evaluation import binarize, evaluate, fixed_inputs, summarize_holdout
+from chorus.trainer.gan import WGANGP
+from chorus.trainer.rundir import (
     append_metrics,
     check_resumable,
     check_run_dir_usable,
@@ -28,8 +28,8 @@ from trainer.rundir import (
     versions_text,
     write_text_atomic,
 )
-from trainer.samples import write_samples
-from trainer.tfenv import tf
+from chorus.trainer.samples import write_samples
+from chorus.trainer.tfenv import tf
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from data.errors import InputError
+from chorus.data.errors import InputError
 
 PACKAGES = ("chorus", "tensorflow", "tf-keras", "numpy", "pypianoroll", "music21", "ray")
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.midi_io import write_midi
-from data.plot import save_pianoroll_png
-from trainer.config import Config
+from chorus.data.midi_io import write_midi
+from chorus.data.plot import save_pianoroll_png
+from chorus.trainer.config import Config
 
 
 def write_samples(rolls: np.ndarray, out_dir: str | Path, cfg: Config, *, prefix: str = "sample",

@@ -1,0 +1,1 @@
+"""The bundled presets (default, lab, tiny, search) as package data: read them with importlib.resources."""
