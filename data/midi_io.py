@@ -6,26 +6,16 @@
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from chorus.data.errors import InputError
+from chorus.data.files import atomic_path
 from chorus.data.sources import PITCHES, keep_top_note
 
 DEFAULT_VELOCITY = 80
-
-
-def _atomic_target(path: str | Path, suffix: str) -> tuple[Path, Path]:
-    """-> (final path, a temp file beside it). The caller writes the temp file, then os.replace()s it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return path, Path(tmp)
 
 
 def write_midi(
@@ -42,7 +32,7 @@ def write_midi(
     Non-bool input is binarized at > 0. The file starts with a 4/4 time signature at time 0, so that
     pypianoroll.read puts step 0 on the first beat and reads the same notes back (trailing silence aside; a
     track without notes is written empty, and pretty_midi/pypianoroll drop it when reading). ``tempo`` is in beats per
-    minute; ``programs`` are General MIDI programs, one per track. Written to a temp file, then os.replace()d.
+    minute; ``programs`` are General MIDI programs, one per track. Written atomically (data.files).
     """
     import pypianoroll
     from pretty_midi import TimeSignature
@@ -70,13 +60,9 @@ def write_midi(
     for inst in pm.instruments:
         for note in inst.notes:
             note.end += tick
-    path, tmp = _atomic_target(path, ".mid.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pm.write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def read_multitrack(path: str | Path, *, steps_per_beat: int):

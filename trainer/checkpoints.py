@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 from chorus.data.errors import InputError
-from chorus.trainer.rundir import versions_text, write_text_atomic
+from chorus.data.files import write_text_atomic
+from chorus.trainer.rundir import versions_text
 from chorus.trainer.tfenv import tf
 
 STATE_FILE = "checkpoint"

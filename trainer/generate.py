@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from chorus.data.errors import InputError
+from chorus.data.files import write_text_atomic
 from chorus.data.midi_io import read_melody
 from chorus.trainer.checkpoints import require_checkpoint
 from chorus.trainer.config import Config, config_from_dict, read_yaml
 from chorus.trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
 from chorus.trainer.model import build_generator, generate_batched, z_shape
-from chorus.trainer.rundir import write_text_atomic
 from chorus.trainer.samples import write_samples
 from chorus.trainer.tfenv import tf
 

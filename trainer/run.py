@@ -14,6 +14,7 @@ from pathlib import Path
 
 from chorus.data.dataset import build_dataset, load_dataset
 from chorus.data.errors import InputError
+from chorus.data.files import write_text_atomic
 from chorus.data.pipeline import make_dataset
 from chorus.trainer import checkpoints as ckpts
 from chorus.trainer.config import Config, dump_config
@@ -26,7 +27,6 @@ from chorus.trainer.rundir import (
     check_run_dir_usable,
     truncate_metrics,
     versions_text,
-    write_text_atomic,
 )
 from chorus.trainer.samples import write_samples
 from chorus.trainer.tfenv import tf
