@@ -1,21 +1,197 @@
-"""MIDI in and out, through pypianoroll 1.0.4 (whose API differs from 0.5.x; see reference.md).
+"""MIDI in and out, on MIDI ticks (through mido, the parser pretty_midi itself uses).
 
-- ``write_midi``: a bool piano roll (T, 128, K) -> a K-track MIDI file, written atomically.
-- ``read_melody``: a user's one-track melody MIDI -> a bool (steps, 128) condition for the generator.
-- ``read_multitrack``: pypianoroll.read with errors that say what is wrong (unreadable vs. no notes).
+- ``read_midi``: a MIDI file -> ``MidiData``: its tracks' notes in ticks, the tempo map, the ticks per beat.
+- ``MidiData.roll`` / ``MidiTrack.roll``: notes -> bool (steps, 128) with starts and ends rounded to the NEAREST
+  step. Steps follow the beat (ticks / ticks-per-beat), so tempo changes never move the grid and float seconds
+  never enter: pypianoroll 1.0.4 floors note ends computed from seconds (0.6 s / 0.15 s = 3.9999 loses a step).
+- ``read_melody``: a user's melody MIDI -> a bool (steps, 128) condition; where the melody track is polyphonic a
+  skyline over its NOTES keeps the top line (a lower note never shows through when a higher one ends).
+- ``write_midi``: a bool piano roll (T, 128, K) -> a K-track MIDI file with exact tick positions, written atomically.
+
+Reading does not go through pretty_midi.PrettyMIDI: its guard (MAX_TICK = 1e7) rejects long valid files at high
+PPQ (a quartet movement at 9600 ticks per beat) as "likely corrupt", and it builds a per-tick time table. Tracks
+are grouped like pretty_midi's instruments: one per (MIDI track, channel, program) that holds notes, in file order;
+channel 10 is drums.
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from chorus.data.errors import InputError
 from chorus.data.files import atomic_path
-from chorus.data.sources import PITCHES, keep_top_note
+from chorus.data.sources import PITCHES
 
 DEFAULT_VELOCITY = 80
+WRITE_PPQ = 480  # ticks per beat of written files (divisible by 1, 2, 3, 4, 5, 6, 8, ... steps per beat)
+READER_VERSION = 2  # bump when reading a MIDI file gives different rolls; part of the dataset cache key
+DRUM_CHANNEL = 9
+
+
+@dataclass
+class MidiTrack:
+    name: str
+    program: int
+    is_drum: bool
+    notes: list[tuple[int, int, int, int]] = field(default_factory=list)  # (start tick, end tick, pitch, velocity)
+
+    def step_notes(self, ppq: int, steps_per_beat: int) -> list[tuple[int, int, int]]:
+        """(start step, end step, pitch), rounded to the nearest step; notes shorter than half a step vanish."""
+        out = []
+        for a, b, pitch, _ in self.notes:
+            sa, sb = _to_step(a, ppq, steps_per_beat), _to_step(b, ppq, steps_per_beat)
+            if sb > sa:
+                out.append((sa, sb, pitch))
+        return out
+
+    def roll(self, ppq: int, steps_per_beat: int, length: int | None = None) -> np.ndarray:
+        notes = self.step_notes(ppq, steps_per_beat)
+        n = length if length is not None else max((b for _, b, _ in notes), default=0)
+        roll = np.zeros((n, PITCHES), dtype=bool)  # (steps, pitches)
+        for a, b, pitch in notes:
+            roll[a:b, pitch] = True
+        return roll
+
+
+@dataclass
+class MidiData:
+    ppq: int  # ticks per beat
+    tempos: list[tuple[int, int]]  # (tick, microseconds per beat), sorted, starting at tick 0
+    tracks: list[MidiTrack]
+
+    def pitched(self) -> list[MidiTrack]:
+        """Non-drum tracks that hold notes, in file order."""
+        return [t for t in self.tracks if not t.is_drum and t.notes]
+
+    def seconds(self, ticks) -> np.ndarray:
+        """Ticks -> seconds through the tempo map."""
+        ticks = np.asarray(ticks, dtype=np.float64)
+        starts = np.array([t for t, _ in self.tempos], dtype=np.float64)
+        per_tick = np.array([us for _, us in self.tempos], dtype=np.float64) / 1e6 / self.ppq
+        offsets = np.concatenate([[0.0], np.cumsum(np.diff(starts) * per_tick[:-1])])
+        i = np.searchsorted(starts, ticks, side="right") - 1
+        return offsets[i] + (ticks - starts[i]) * per_tick[i]
+
+
+def _to_step(tick: int, ppq: int, steps_per_beat: int) -> int:
+    """Nearest step (halves round up), in integers: no float error at any PPQ."""
+    return (2 * tick * steps_per_beat + ppq) // (2 * ppq)
+
+
+def read_midi(path: str | Path) -> MidiData:
+    """Parse a MIDI file. InputError naming the file if it is missing, unreadable, or holds no notes."""
+    import mido
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: MIDI file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mid = mido.MidiFile(str(path))
+    except Exception as e:  # mido raises OSError, EOFError, ValueError, KeyError... on a broken file
+        msg = " ".join(f"{type(e).__name__}: {e}".split())
+        raise InputError(f"{path.name}: cannot read as MIDI ({msg})") from None
+    if mid.type == 2 or not mid.ticks_per_beat or mid.ticks_per_beat <= 0:
+        raise InputError(f"{path.name}: cannot read as MIDI (type {mid.type}, ticks per beat {mid.ticks_per_beat}; "
+                         "expected a type 0 or 1 file with a metrical time division)")
+    tempos: dict[int, int] = {}
+    tracks: list[MidiTrack] = []
+    for track in mid.tracks:
+        now, name, programs = 0, "", [0] * 16
+        open_notes: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (channel, pitch) -> [(start, velocity)]
+        groups: dict[tuple[int, int], MidiTrack] = {}  # (channel, program) -> track, in order of first note
+        for msg in track:
+            now += msg.time
+            if msg.type == "set_tempo":
+                tempos[now] = msg.tempo  # a later event at the same tick wins
+            elif msg.type == "track_name" and not name:
+                name = msg.name
+            elif msg.type == "program_change":
+                programs[msg.channel] = msg.program
+            elif msg.type == "note_on" and msg.velocity > 0:
+                open_notes.setdefault((msg.channel, msg.note), []).append((now, msg.velocity))
+            elif msg.type in ("note_off", "note_on"):  # note_on with velocity 0 is a note-off
+                started = open_notes.pop((msg.channel, msg.note), [])
+                later = [s for s in started if s[0] >= now]  # started at this very tick: still open
+                if later:
+                    open_notes[(msg.channel, msg.note)] = later
+                for start, velocity in started:
+                    if start < now:
+                        key = (msg.channel, programs[msg.channel])
+                        if key not in groups:
+                            groups[key] = MidiTrack(name, key[1], msg.channel == DRUM_CHANNEL)
+                        groups[key].notes.append((start, now, msg.note, velocity))
+        for t in groups.values():
+            t.name = name
+            t.notes.sort()
+        tracks.extend(groups.values())
+    if not any(t.notes for t in tracks):
+        raise InputError(f"{path.name}: no notes found")
+    tempos.setdefault(0, 500_000)  # MIDI's default: 120 bpm until the first set_tempo
+    return MidiData(int(mid.ticks_per_beat), sorted(tempos.items()), tracks)
+
+
+def read_rolls(path: str | Path, *, steps_per_beat: int) -> tuple[list[np.ndarray], MidiData]:
+    """Bool rolls (steps, 128) of the pitched tracks with notes at this resolution, all as long as the longest."""
+    data = read_midi(path)
+    notes = [n for n in (t.step_notes(data.ppq, steps_per_beat) for t in data.pitched()) if n]
+    length = max((b for track in notes for _, b, _ in track), default=0)
+    rolls = []
+    for track in notes:
+        roll = np.zeros((length, PITCHES), dtype=bool)  # (steps, pitches)
+        for a, b, pitch in track:
+            roll[a:b, pitch] = True
+        rolls.append(roll)
+    return rolls, data
+
+
+def skyline(notes: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The top line of (start, end, pitch) notes: at each onset the highest new note wins; a note that starts
+    under a higher sounding note is dropped; a higher onset cuts the sounding note. Lower notes never resume."""
+    out: list[list[int]] = []
+    for a, b, pitch in sorted(notes, key=lambda n: (n[0], -n[2], -n[1])):
+        if out and out[-1][0] == a:  # same onset, lower (or shorter) note
+            continue
+        if out and out[-1][1] > a and out[-1][2] > pitch:  # under a higher sounding note
+            continue
+        if out and out[-1][1] > a:
+            out[-1][1] = a
+        out.append([a, b, pitch])
+    return [(a, b, p) for a, b, p in out]
+
+
+def read_melody(path: str | Path, *, steps: int, steps_per_beat: int) -> np.ndarray:
+    """A user's melody MIDI -> bool (steps, 128), the generator's condition.
+
+    Takes the first non-drum track that has notes (other tracks are ignored), keeps its top line where it is
+    polyphonic (``skyline``), drops the leading silence and keeps ``steps`` steps, padding with silence if the
+    melody is shorter.
+    """
+    name = Path(path).name
+    expected = "expected a one-track melody"
+    try:
+        data = read_midi(path)
+    except InputError as e:
+        raise InputError(f"{e}; {expected}") from None
+    tracks = data.pitched()
+    notes = skyline(tracks[0].step_notes(data.ppq, steps_per_beat)) if tracks else []
+    if not notes:
+        raise InputError(f"{name}: no notes found outside drum tracks; {expected}")
+    first = notes[0][0]  # leading silence dropped
+    out = np.zeros((steps, PITCHES), dtype=bool)  # (steps, pitches)
+    for a, b, pitch in notes:
+        out[max(a - first, 0) : max(min(b - first, steps), 0), pitch] = True
+    return out
+
+
+def _runs(column: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of every run of True in a 1-D bool array."""
+    diff = np.diff(np.concatenate([[0], column.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(diff > 0)[0].tolist(), np.nonzero(diff < 0)[0].tolist(), strict=True))
 
 
 def write_midi(
@@ -27,97 +203,48 @@ def write_midi(
     programs: list[int],
     track_names: list[str],
 ) -> Path:
-    """Write a bool roll (T, 128, K) as a K-track MIDI file (one note per run of True steps); return the path.
+    """Write a bool roll (T, 128, K) as a type-1 MIDI file with K note tracks; return the path.
 
-    Non-bool input is binarized at > 0. The file starts with a 4/4 time signature at time 0, so that
-    pypianoroll.read puts step 0 on the first beat and reads the same notes back (trailing silence aside; a
-    track without notes is written empty, and pretty_midi/pypianoroll drop it when reading). ``tempo`` is in beats per
-    minute; ``programs`` are General MIDI programs, one per track. Written atomically (data.files).
+    One note per run of True steps, on exact ticks (WRITE_PPQ ticks per beat, or a multiple of steps_per_beat),
+    so any reader that maps ticks to the nearest step reads the same roll back. Track 0 holds the tempo
+    (``tempo`` beats per minute) and a 4/4 time signature; track k+1 holds voice k on channel k (skipping the
+    drum channel) with its name and General MIDI program. Non-bool input is binarized at > 0. Written
+    atomically (data.files).
     """
-    import pypianoroll
-    from pretty_midi import TimeSignature
+    import mido
 
     roll = np.asarray(roll)
     if roll.ndim != 3 or roll.shape[1] != PITCHES:
         raise ValueError(f"write_midi: expected a roll (T, {PITCHES}, K), got shape {roll.shape}")
     if roll.dtype != bool:
         roll = roll > 0
-    t, _, k = roll.shape
+    k = roll.shape[2]
     if len(programs) != k or len(track_names) != k:
         raise ValueError(f"write_midi: need {k} programs and track names, got {len(programs)} and {len(track_names)}")
-    tracks = [
-        pypianoroll.BinaryTrack(name=str(track_names[i]), program=int(programs[i]), pianoroll=roll[:, :, i])
-        for i in range(k)
-    ]
-    # A 1-D tempo array: pypianoroll 1.0.4's write() fails under NumPy 2 on the 2-D tempo that read() returns.
-    mt = pypianoroll.Multitrack(resolution=steps_per_beat, tempo=np.full(t, float(tempo)), tracks=tracks)
-    pm = pypianoroll.to_pretty_midi(mt, default_tempo=float(tempo), default_velocity=DEFAULT_VELOCITY)
-    pm.time_signature_changes = [TimeSignature(4, 4, 0.0)]
-    # pypianoroll.read floors note-off positions, so an end that float rounding puts a hair before its step
-    # boundary loses a whole step (e.g. at 100 bpm). End every note one MIDI tick late (1/220 beat): the
-    # file reads back with the same steps in pypianoroll and, rounding ticks to steps, in mido.
-    tick = 60.0 / (float(tempo) * pm.resolution)
-    for inst in pm.instruments:
-        for note in inst.notes:
-            note.end += tick
+    ppq = WRITE_PPQ if WRITE_PPQ % steps_per_beat == 0 else WRITE_PPQ * steps_per_beat
+    ticks = ppq // steps_per_beat
+    mid = mido.MidiFile(type=1, ticks_per_beat=ppq)
+    mid.tracks.append(mido.MidiTrack([
+        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(float(tempo)), time=0),
+        mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
+    ]))
+    channels = [c for c in range(16) if c != DRUM_CHANNEL]
+    for i in range(k):
+        ch = channels[i % len(channels)]
+        events = []  # (tick, order: offs before ons at one tick, message)
+        for pitch in range(PITCHES):
+            for a, b in _runs(roll[:, pitch, i]):
+                events.append((a * ticks, 1, mido.Message("note_on", channel=ch, note=pitch,
+                                                          velocity=DEFAULT_VELOCITY)))
+                events.append((b * ticks, 0, mido.Message("note_off", channel=ch, note=pitch, velocity=0)))
+        events.sort(key=lambda e: (e[0], e[1], e[2].note))
+        track = mido.MidiTrack([mido.MetaMessage("track_name", name=str(track_names[i]), time=0),
+                                mido.Message("program_change", channel=ch, program=int(programs[i]), time=0)])
+        now = 0
+        for tick, _, msg in events:
+            track.append(msg.copy(time=tick - now))
+            now = tick
+        mid.tracks.append(track)
     with atomic_path(path) as tmp:
-        pm.write(str(tmp))
+        mid.save(str(tmp))
     return Path(path)
-
-
-def read_multitrack(path: str | Path, *, steps_per_beat: int):
-    """pypianoroll.read(path, resolution=steps_per_beat), done as its two steps (pretty_midi parse, then
-    pypianoroll.from_pretty_midi) so that an unreadable file and a file without notes fail with different
-    InputErrors naming the file."""
-    import pypianoroll
-    from pretty_midi import PrettyMIDI, Text
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: MIDI file not found")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pretty_midi warns about meta events on non-zero tracks
-        try:
-            pm = PrettyMIDI(str(path))
-        except Exception as e:
-            msg = " ".join(f"{type(e).__name__}: {e}".split())
-            raise InputError(f"{path.name}: cannot read as MIDI ({msg})") from None
-        if not any(inst.notes for inst in pm.instruments):
-            raise InputError(f"{path.name}: no notes found")
-        # pypianoroll 1.0.4 raises IndexError on music shorter than 2 beats; a silent text event at beat 2
-        # lengthens the beat grid (the roll gains trailing silence, nothing else).
-        beats = pm.get_beats()
-        if len(beats) < 2:
-            first = float(beats[0]) if len(beats) else 0.0
-            pm.text_events.append(Text("", first + 2 * 60.0 / float(pm.get_tempo_changes()[1][0])))
-        try:
-            return pypianoroll.from_pretty_midi(pm, resolution=steps_per_beat)
-        except Exception as e:
-            msg = " ".join(f"{type(e).__name__}: {e}".split())
-            raise InputError(f"{path.name}: cannot turn into a piano roll ({msg})") from None
-
-
-def read_melody(path: str | Path, *, steps: int, steps_per_beat: int) -> np.ndarray:
-    """A user's melody MIDI -> bool (steps, 128), the generator's condition.
-
-    Takes the first non-drum track that has notes (other tracks are ignored), binarizes it, keeps the top note
-    where it is polyphonic, drops the leading silence and keeps ``steps`` steps, padding with silence if the
-    melody is shorter.
-    """
-    name = Path(path).name
-    expected = "expected a one-track melody"
-    try:
-        mt = read_multitrack(path, steps_per_beat=steps_per_beat)
-    except InputError as e:
-        raise InputError(f"{e}; {expected}") from None
-    for track in mt.tracks:
-        if not track.is_drum and track.pianoroll.size and (track.pianoroll > 0).any():
-            roll = keep_top_note(track.pianoroll > 0)  # (T, 128)
-            break
-    else:
-        raise InputError(f"{name}: no notes found outside drum tracks; {expected}")
-    first = int(np.argmax(roll.any(axis=1)))  # first sounding step
-    roll = roll[first : first + steps]
-    out = np.zeros((steps, PITCHES), dtype=bool)  # (steps, pitches)
-    out[: len(roll)] = roll
-    return out

@@ -14,12 +14,14 @@ Rules, in one place:
   ``steps_per_beat`` steps per quarter note; a chord (or a second voice) in a part keeps its top note. Ties
   merge by construction: a bool roll cannot tell a tied note from a held one (nor, for that matter, two
   repeated notes of one pitch from one long note).
-- **midi**: every ``*.mid``/``*.midi`` under the folder (recursive, sorted by relative path), read with
-  ``pypianoroll.read(path, resolution=steps_per_beat)``. Track mapping: the non-drum tracks that hold at least
-  one note, in file order; the first K of them become tracks 0..K-1 (track 0 conditions the generator, so put
-  the melody first). A file with fewer than K such tracks is skipped with its reason; so is an unreadable file.
-  Velocities are binarized (> 0). Step 0 is pypianoroll's first beat (the first time-signature event) and is
-  taken as a bar line; bars are ``beats_per_bar`` beats (time-signature changes inside a file are ignored).
+- **midi**: every ``*.mid``/``*.midi`` under the folder (recursive, sorted by relative path), read on MIDI ticks
+  by ``data.midi_io`` (note starts and ends go to the nearest step; steps follow the beat, so tempo changes do
+  not move them). Track mapping: the non-drum tracks (pretty_midi-style instruments: one per MIDI track, channel
+  and program) that hold at least one note, in file order; the first K of them become tracks 0..K-1 (track 0
+  conditions the generator, so put the melody first). A file with fewer than K such tracks is skipped with its
+  reason; so is an unreadable file. Velocities are binarized. Step 0 is tick 0 and is taken as a bar line; bars
+  are ``beats_per_bar`` beats (time-signature changes inside a file are ignored). The reader's version
+  (``midi_io.READER_VERSION``) is part of the input identity, so a changed reader rebuilds cached datasets.
 - **npy**: one array ``(N, T, 128, K)`` with T = ``data.steps``, values in {-1, 1}, {0, 1} or bool (on = > 0).
   An .npz uses key ``x``, else ``data``, else its first array; an optional ``piece`` array (N ids) says which
   rows belong to one piece, otherwise every row is its own piece.
@@ -109,8 +111,11 @@ def source_identity(cfg: DataConfig) -> dict:
 
         return {"music21": music21.__version__}
     if cfg.source == "midi":
+        from chorus.data.midi_io import READER_VERSION  # lazy: midi_io imports this module
+
         root = _require_path(cfg)
         return {
+            "reader": READER_VERSION,
             "files": [
                 [p.relative_to(root).as_posix(), p.stat().st_size, sha256_file(p)] for p in midi_files(root)
             ]
@@ -216,7 +221,7 @@ def chorale_roll(score, *, steps_per_beat: int, beats_per_bar: int = 4) -> tuple
 
 def read_midi_folder(cfg: DataConfig, *, progress: bool = True) -> SourceResult:
     """Every MIDI file under cfg.path; see the module docstring for the track-mapping and skipping rules."""
-    from chorus.data.midi_io import read_multitrack  # lazy: midi_io imports this module
+    from chorus.data.midi_io import read_rolls  # lazy: midi_io imports this module
 
     root = _require_path(cfg)
     files = midi_files(root)
@@ -227,12 +232,10 @@ def read_midi_folder(cfg: DataConfig, *, progress: bool = True) -> SourceResult:
             break
         rel = path.relative_to(root).as_posix()
         try:
-            mt = read_multitrack(path, steps_per_beat=cfg.steps_per_beat)  # pypianoroll.read
-            roll, reason = multitrack_roll(mt, cfg.tracks)
+            rolls, _ = read_rolls(path, steps_per_beat=cfg.steps_per_beat)  # [(steps, 128)] per pitched track
+            roll, reason = stack_tracks(rolls, cfg.tracks)
         except InputError as e:  # corrupt, truncated, not MIDI at all, or no notes
             roll, reason = None, str(e).removeprefix(f"{path.name}: ")
-        except Exception as e:  # pypianoroll itself failed on a file pretty_midi could parse
-            roll, reason = None, f"unreadable: {type(e).__name__}: {e}"
         if roll is None:
             reason = " ".join(reason.split())  # one line
             _warn(f"skipping {rel}: {reason}")
@@ -247,16 +250,12 @@ def read_midi_folder(cfg: DataConfig, *, progress: bool = True) -> SourceResult:
     return SourceResult(pieces, skipped, None)
 
 
-def multitrack_roll(mt, tracks: int) -> tuple[np.ndarray | None, str]:
-    """pypianoroll Multitrack -> (bool roll (steps, 128, K), "") or (None, reason). First K non-empty non-drum."""
-    usable = [t for t in mt.tracks if not t.is_drum and t.pianoroll.size and (t.pianoroll > 0).any()]
-    if len(usable) < tracks:
-        return None, f"{len(usable)} non-empty non-drum tracks, need {tracks}"
-    length = max(t.pianoroll.shape[0] for t in usable[:tracks])
-    roll = np.zeros((length, PITCHES, tracks), dtype=bool)  # (steps, pitches, tracks)
-    for k, t in enumerate(usable[:tracks]):
-        roll[: t.pianoroll.shape[0], :, k] = t.pianoroll > 0
-    return roll, ""
+def stack_tracks(rolls: list[np.ndarray], tracks: int) -> tuple[np.ndarray | None, str]:
+    """Equal-length (steps, 128) rolls of the pitched tracks -> (bool (steps, 128, K) of the first K, "") or
+    (None, reason)."""
+    if len(rolls) < tracks:
+        return None, f"{len(rolls)} non-empty non-drum tracks, need {tracks}"
+    return np.stack(rolls[:tracks], axis=-1), ""  # (steps, pitches, tracks)
 
 
 def read_array_file(cfg: DataConfig, *, progress: bool = True) -> SourceResult:

@@ -281,3 +281,17 @@ def test_keep_top_note():
     roll[1, 40] = True
     out = keep_top_note(roll)
     assert np.argwhere(out).tolist() == [[0, 67], [1, 40]]
+
+
+def test_midi_reader_version_is_part_of_the_cache_key(tmp_path, monkeypatch):
+    """A changed MIDI reader rebuilds datasets cached by an older one: its version is in the input identity."""
+    from chorus.data import midi_io
+    from chorus.data.dataset import cache_key
+    from chorus.data.sources import source_identity
+
+    write_midi_file(tmp_path / "a.mid", four_voices(2))
+    cfg = DataConfig(source="midi", path=str(tmp_path))
+    assert source_identity(cfg)["reader"] == midi_io.READER_VERSION
+    key = cache_key(cfg)
+    monkeypatch.setattr(midi_io, "READER_VERSION", midi_io.READER_VERSION + 1)
+    assert cache_key(cfg) != key

@@ -1,4 +1,4 @@
-"""data.midi_io (write_midi, read_melody) and data.plot. Files are written into tmp_path."""
+"""data.midi_io (write_midi, read_midi, read_melody) and data.plot. Files are written into tmp_path."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,12 +6,13 @@ from pathlib import Path
 import mido
 import numpy as np
 import pretty_midi
-import pypianoroll
 import pytest
 
 from chorus.data.errors import InputError
-from chorus.data.midi_io import read_melody, write_midi
+from chorus.data.midi_io import read_melody, read_rolls, skyline, write_midi
 from chorus.data.plot import save_pianoroll_png
+from chorus.data.settings import DataConfig
+from chorus.data.sources import keep_top_note, read_midi_folder
 
 
 def _random_roll(rng, steps=64, tracks=4):
@@ -38,10 +39,14 @@ def _notes(roll_k: np.ndarray) -> set[tuple[int, int, int]]:
     return out
 
 
-def _mido_notes(path: Path, steps_per_beat: int) -> list[set[tuple[int, int, int]]]:
-    """(pitch, start step, end step) per MIDI track that holds notes, ticks rounded to steps."""
+def _mido_notes(path: Path, steps_per_beat: int, exact: bool = False) -> list[set[tuple[int, int, int]]]:
+    """(pitch, start step, end step) per MIDI track that holds notes, ticks rounded to steps (or, if exact,
+    asserted to be whole steps)."""
     mid = mido.MidiFile(str(path))
     to_step = steps_per_beat / mid.ticks_per_beat
+    if exact:
+        per_step = mid.ticks_per_beat // steps_per_beat
+        assert all((np.cumsum([m.time for m in t]) % per_step == 0).all() for t in mid.tracks)
     per_track = []
     for track in mid.tracks:
         now, started, notes = 0, {}, set()
@@ -57,24 +62,124 @@ def _mido_notes(path: Path, steps_per_beat: int) -> list[set[tuple[int, int, int
 
 
 @pytest.mark.parametrize("tempo", [100.0, 90.0, 123.4])
-def test_write_midi_round_trips_through_pypianoroll_and_mido(tmp_path, tempo):
+def test_write_midi_round_trips_on_exact_ticks(tmp_path, tempo):
     rng = np.random.default_rng(int(tempo))
     names = ["soprano", "alto", "tenor", "bass"]
+    step_s = 60.0 / tempo / 4
     for trial in range(5):
         roll = _random_roll(rng)
         path = write_midi(roll, tmp_path / "out" / "s.mid", steps_per_beat=4, tempo=tempo,
                           programs=[0, 0, 0, 0], track_names=names)
         assert [p.name for p in path.parent.iterdir()] == ["s.mid"]  # no temp file left behind
-        mt = pypianoroll.read(path, resolution=4)
-        assert [t.name for t in mt.tracks] == names
-        for k, track in enumerate(mt.tracks):
+        rolls, data = read_rolls(path, steps_per_beat=4)
+        assert [t.name for t in data.pitched()] == names
+        for k in range(4):
             back = np.zeros((64, 128), bool)
-            n = min(64, track.pianoroll.shape[0])
-            back[:n] = track.pianoroll[:n] > 0
+            back[: len(rolls[k])] = rolls[k][:64]
             assert np.array_equal(back, roll[:, :, k]), (trial, k)
-        assert _mido_notes(path, 4) == [_notes(roll[:, :, k]) for k in range(4)]
+        # other tools: mido sees exact tick multiples of a step (no rounding needed), pretty_midi exact seconds
+        assert _mido_notes(path, 4, exact=True) == [_notes(roll[:, :, k]) for k in range(4)]
         pm = pretty_midi.PrettyMIDI(str(path))
         assert pm.get_tempo_changes()[1][0] == pytest.approx(tempo, rel=1e-4)
+        for k, inst in enumerate(pm.instruments):
+            got = {(n.pitch, round(n.start / step_s), round(n.end / step_s)) for n in inst.notes}
+            assert got == _notes(roll[:, :, k])
+            # (a tempo is whole microseconds per beat in MIDI: 90 bpm is 666,667 us, so allow that much)
+            assert all(abs(n.end / step_s - round(n.end / step_s)) < 1e-4 for n in inst.notes)
+
+
+def _pretty_midi_file(path: Path, roll: np.ndarray, *, bpm: float, ppq: int) -> Path:
+    """Another tool's file: pretty_midi, notes placed in seconds."""
+    pm = pretty_midi.PrettyMIDI(resolution=ppq, initial_tempo=bpm)
+    step = 60.0 / bpm / 4
+    for k in range(roll.shape[2]):
+        inst = pretty_midi.Instrument(program=k)
+        inst.notes += [pretty_midi.Note(90, p, a * step, b * step) for p, a, b in sorted(_notes(roll[:, :, k]))]
+        pm.instruments.append(inst)
+    pm.write(str(path))
+    return path
+
+
+def _mido_file(path: Path, roll: np.ndarray, *, bpm: float, ppq: int, tempo_change_at: int | None = None) -> Path:
+    """Another tool's file: raw mido messages, note_on velocity 0 as note-off, one track per voice, and
+    optionally a tempo change (to 60 bpm) at step tempo_change_at, which must not move the step grid."""
+    per_step = ppq // 4
+    mid = mido.MidiFile(type=1, ticks_per_beat=ppq)
+    tempo = [(0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))]
+    if tempo_change_at is not None:
+        tempo.append((tempo_change_at * per_step, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(60))))
+    tracks = [tempo]
+    for k in range(roll.shape[2]):
+        ev = []
+        for p, a, b in _notes(roll[:, :, k]):
+            ev += [(a * per_step, mido.Message("note_on", channel=k, note=p, velocity=64)),
+                   (b * per_step, mido.Message("note_on", channel=k, note=p, velocity=0))]
+        tracks.append(sorted(ev, key=lambda e: (e[0], e[1].velocity)))
+    for events in tracks:
+        track, now = mido.MidiTrack(), 0
+        for tick, msg in events:
+            track.append(msg.copy(time=tick - now))
+            now = tick
+        mid.tracks.append(track)
+    mid.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("bpm", [100.0, 120.0])
+@pytest.mark.parametrize("ppq", [96, 220, 480, 960])
+def test_files_of_other_tools_read_back_step_for_step(tmp_path, bpm, ppq):
+    rng = np.random.default_rng(ppq + int(bpm))
+    roll = _random_roll(rng, steps=48)
+    files = [_pretty_midi_file(tmp_path / "pm.mid", roll, bpm=bpm, ppq=ppq),
+             _mido_file(tmp_path / "mido.mid", roll, bpm=bpm, ppq=ppq),
+             _mido_file(tmp_path / "tempo.mid", roll, bpm=bpm, ppq=ppq, tempo_change_at=20)]
+    for path in files:
+        rolls, _ = read_rolls(path, steps_per_beat=4)
+        back = np.zeros_like(roll)
+        for k in range(4):
+            back[: len(rolls[k]), :, k] = rolls[k][:48]
+        assert np.array_equal(back, roll), path.name
+
+
+def test_project_files_reread_identically_through_the_midi_source(tmp_path):
+    """write_midi -> data.source=midi gives the same roll, step for step (the lab-style folder loses nothing)."""
+    rng = np.random.default_rng(5)
+    rolls = [_random_roll(rng, steps=64) for _ in range(3)]
+    for i, roll in enumerate(rolls):
+        roll[-1, 40, :] = True  # every voice sounds in the last step, so the read length is 64
+        write_midi(roll, tmp_path / f"{i}.mid", steps_per_beat=4, tempo=100.0, programs=[0] * 4,
+                   track_names=list("satb"))
+    result = read_midi_folder(DataConfig(source="midi", path=str(tmp_path)), progress=False)
+    assert [p.piece_id for p in result.pieces] == ["0.mid", "1.mid", "2.mid"]
+    for piece, roll in zip(result.pieces, rolls, strict=True):
+        assert np.array_equal(piece.roll, roll)
+
+
+def test_long_high_ppq_file_is_read_not_rejected(tmp_path):
+    """A 20-minute movement at 9600 ticks per beat passes 10^7 ticks: pretty_midi calls it corrupt, we read it."""
+    roll = np.zeros((4 * 1100, 128, 4), bool)  # 1100 beats
+    for k in range(4):
+        for beat in range(1100):
+            roll[4 * beat : 4 * beat + 3, 60 + 5 * k + beat % 7, k] = True
+    path = _mido_file(tmp_path / "long.mid", roll, bpm=60.0, ppq=9600)
+    with pytest.raises(ValueError, match="likely corrupt"):
+        pretty_midi.PrettyMIDI(str(path))
+    result = read_midi_folder(DataConfig(source="midi", path=str(tmp_path)), progress=False)
+    assert not result.skipped and np.array_equal(result.pieces[0].roll, roll[:-1])  # the last step is silent
+
+
+def test_skyline_keeps_the_top_line_of_a_polyphonic_melody():
+    notes = [(72, 0, 4), (60, 0, 8),  # accompaniment held under the melody
+             (74, 4, 6),  # the melody rests at 6-8: the accompaniment must not show through
+             (55, 5, 7),  # starts under a sounding higher note: dropped
+             (67, 8, 12), (76, 10, 12)]  # a higher onset cuts the sounding note
+    got = skyline([(a, b, p) for p, a, b in notes])
+    assert got == [(0, 4, 72), (4, 6, 74), (8, 10, 67), (10, 12, 76)]
+    # a roll-based top note would let the held 60 through at steps 6-8
+    roll = np.zeros((12, 128), bool)
+    for p, a, b in notes:
+        roll[a:b, p] = True
+    assert keep_top_note(roll)[6:8, 60].all()
 
 
 def test_write_midi_accepts_plus_minus_one_and_checks_shape(tmp_path):
@@ -83,9 +188,9 @@ def test_write_midi_accepts_plus_minus_one_and_checks_shape(tmp_path):
     roll[4:8, 48, 1] = 1.0  # (pretty_midi drops a track without notes when it reads a file)
     path = write_midi(roll, tmp_path / "pm.mid", steps_per_beat=4, tempo=100.0, programs=[0, 41],
                       track_names=["a", "b"])
-    mt = pypianoroll.read(path, resolution=4)
-    assert [t.program for t in mt.tracks] == [0, 41]
-    assert np.argwhere(mt.tracks[0].pianoroll > 0)[:, 0].tolist() == list(range(8))
+    rolls, data = read_rolls(path, steps_per_beat=4)
+    assert [t.program for t in data.pitched()] == [0, 41]
+    assert np.argwhere(rolls[0])[:, 0].tolist() == list(range(8))
     with pytest.raises(ValueError, match="expected a roll"):
         write_midi(np.zeros((32, 128)), tmp_path / "x.mid", steps_per_beat=4, tempo=100.0, programs=[0],
                    track_names=["a"])
