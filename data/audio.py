@@ -11,7 +11,7 @@ Two renderers, one result (a 16-bit PCM WAV written atomically):
   attenuation. Modulators, filters, effects and stereo are left out: it is for listening to samples, not mastering.
 
 ``audio`` setting: ``auto`` (fluidsynth when the CLI and its soundfont are present, else numpy), ``fluidsynth``,
-``numpy`` or ``off``. ``try_render`` turns any failure into a one-line warning: a sample is never lost for audio.
+``numpy`` or ``none``. ``try_render`` turns any failure into a one-line warning: a sample is never lost for audio.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import numpy as np
 from chorus.data.files import atomic_path
 from chorus.data.midi_io import read_midi
 
-MODES = ("auto", "fluidsynth", "numpy", "off")
+MODES = ("auto", "fluidsynth", "numpy", "none")  # not "off": YAML reads a bare off as false
 FLUIDSYNTH_SF2 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 TAIL_SECONDS = 1.0  # numpy renderer: release tail kept after the last note-off
 PEAK = 0.9  # normalised peak amplitude
@@ -54,9 +54,9 @@ def resolve_mode(mode: str) -> str:
 
 def render_midi(midi_path: str | Path, wav_path: str | Path, *, mode: str = "auto",
                 sample_rate: int = 22050) -> Path | None:
-    """Render a MIDI file to a mono (numpy) or stereo (fluidsynth) 16-bit WAV; None when mode is off."""
+    """Render a MIDI file to a mono (numpy) or stereo (fluidsynth) 16-bit WAV; None when mode is none."""
     mode = resolve_mode(mode)
-    if mode == "off":
+    if mode == "none":
         return None
     wav_path = Path(wav_path)
     if mode == "fluidsynth":

@@ -79,7 +79,7 @@ def test_rendering_failures_are_a_one_line_warning(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert err.startswith("warning: no audio for bad.mid:") and err.count("\n") == 1
     assert not (tmp_path / "bad.wav").exists()
-    assert try_render(_file(tmp_path, _chorale(), [0] * 4), tmp_path / "off.wav", mode="off") is None
+    assert try_render(_file(tmp_path, _chorale(), [0] * 4), tmp_path / "off.wav", mode="none") is None
     assert not (tmp_path / "off.wav").exists()
     monkeypatch.setattr(audio.shutil, "which", lambda name: None)  # a machine without FluidSynth (CI, laptops)
     assert try_render(tmp_path / "s.mid", tmp_path / "f.wav", mode="fluidsynth") is None

@@ -79,8 +79,10 @@ def test_generate_from_holdout_and_from_a_melody(trained_run, tmp_path):
 
     out = tmp_path / "gen"
     run_chorus("generate", "--run", str(trained_run), "--num", "3", "--out", str(out), check=True)
-    mids = sorted(out.glob("*.mid"))
+    mids = sorted(out.glob("generated-*.mid"))
     assert len(mids) == 3 and all(m.with_suffix(".png").stat().st_size > 0 for m in mids)
+    assert all(m.with_suffix(".wav").stat().st_size > 44 for m in mids)  # audio beside every sample
+    assert sorted(p.name for p in out.glob("real-*.wav")) == ["real-0.wav", "real-1.wav", "real-2.wav"]
 
     melody = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(0)

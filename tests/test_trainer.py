@@ -54,6 +54,13 @@ def test_tf_config_parsing(monkeypatch):
         tf_config_workers()
 
 
+def _summary_tags(logdir: Path) -> set[str]:
+    from tensorflow.python.summary.summary_iterator import summary_iterator
+
+    return {v.tag for f in logdir.glob("events.out.tfevents.*") for e in summary_iterator(str(f))
+            for v in e.summary.value}
+
+
 def test_tiny_run_writes_everything_and_reports(tiny_cfg):
     from chorus.trainer import train
 
@@ -71,6 +78,9 @@ def test_tiny_run_writes_everything_and_reports(tiny_cfg):
     assert np.isfinite(result.metrics["music_distance"])
     mids = sorted((run / "samples").glob("step-*/sample-*.mid"))
     assert len(mids) == 2 * tiny_cfg.sample.num and all(m.with_suffix(".png").is_file() for m in mids)
+    assert all(m.with_suffix(".wav").is_file() and m.with_name(m.name.replace("sample", "real")).is_file()
+               for m in mids)  # audio, and the real harmonization of the same melody beside each sample
+    assert "samples/generated" in _summary_tags(run / "tensorboard")  # TensorBoard audio
     # Reports come at eval and checkpoint steps with the metric; checkpoints arrive as self-contained dirs.
     assert [r.step for r in reports] == [3, 6]
     assert all(r.is_chief and "music_distance" in r.metrics for r in reports)

@@ -71,6 +71,8 @@ class SampleConfig:
     track_names: list[str] = field(default_factory=lambda: ["soprano", "alto", "tenor", "bass"])
     threshold: float = field(default=0.0, metadata={"min": -1.0, "max": 1.0})
     seed: int = 99
+    audio: str = field(default="auto", metadata={"choices": ["auto", "fluidsynth", "numpy", "none"]})
+    sample_rate: int = field(default=22050, metadata={"min": 8000})
 
 
 @dataclass

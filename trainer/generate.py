@@ -14,7 +14,7 @@ from chorus.trainer.checkpoints import require_checkpoint
 from chorus.trainer.config import Config, config_from_dict, read_yaml
 from chorus.trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
 from chorus.trainer.model import build_generator, generate_batched, z_shape
-from chorus.trainer.samples import write_samples
+from chorus.trainer.samples import real_harmonizations, write_samples
 from chorus.trainer.tfenv import tf
 
 
@@ -50,7 +50,8 @@ def holdout_windows(cfg: Config) -> np.ndarray:
 
 def generate_from_run(run_dir: str | Path, *, melody: str | Path | None = None, num: int = 4,
                       out: str | Path | None = None, seed: int = 0) -> list[Path]:
-    """num 4-track MIDI files (+ PNGs) conditioned on a melody MIDI file, or on holdout melodies if none."""
+    """num 4-track MIDI files (+ PNGs and WAVs) conditioned on a melody MIDI file, or on holdout melodies if none
+    (then with the real harmonizations of those melodies beside them, as real-i.*)."""
     if num < 1:
         raise InputError(f"--num: expected a positive number of samples, got {num}")
     run = load_run(run_dir)
@@ -61,11 +62,14 @@ def generate_from_run(run_dir: str | Path, *, melody: str | Path | None = None, 
         m = np.repeat(roll[None, :, :, None].astype(np.float32) * 2.0 - 1.0, num, axis=0)
         z = truncated_normal(np.random.default_rng(seed), (num, *zs))  # fresh noise: num different harmonisations
     else:
-        m, z = fixed_inputs(holdout_windows(cfg), num, seed, zs)
+        holdout = holdout_windows(cfg)
+        m, z = fixed_inputs(holdout, num, seed, zs)
+        real = real_harmonizations(holdout, m)  # holdout melodies: their real harmonizations go beside
     rolls = binarize(run.generate(m, z), cfg.sample.threshold)
     rolls[..., 0] = m[..., 0] > 0  # the melody track is the given melody, as in the lab's inference
     out = Path(out) if out else Path(run_dir) / "generated"
-    return write_samples(rolls, out, cfg, prefix=f"generated-step{run.step}", title=f"step {run.step}")
+    return write_samples(rolls, out, cfg, prefix=f"generated-step{run.step}", title=f"step {run.step}",
+                         real=real if melody is None else None)
 
 
 def evaluate_run(run_dir: str | Path, json_path: str | Path | None = None) -> tuple[Evaluation, Path, int]:

@@ -28,7 +28,7 @@ from chorus.trainer.rundir import (
     truncate_metrics,
     versions_text,
 )
-from chorus.trainer.samples import write_samples
+from chorus.trainer.samples import real_harmonizations, write_samples
 from chorus.trainer.tfenv import tf
 
 
@@ -137,6 +137,7 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
 
     holdout_summary = summarize_holdout(data.holdout, cfg)
     sample_melody, sample_z = fixed_inputs(data.holdout, cfg.sample.num, cfg.sample.seed, gan.z_shape)
+    sample_real = real_harmonizations(data.holdout, sample_melody)  # written beside the samples, to compare
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
 
     # --- the loop
@@ -183,7 +184,8 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
             # Every worker runs the generator: reading its BatchNorm statistics is a collective op.
             rolls = binarize(gan.generate(sample_melody, sample_z), cfg.sample.threshold)
             if chief:
-                write_samples(rolls, run_dir / "samples" / f"step-{step:06d}", cfg, title=f"step {step}")
+                write_samples(rolls, run_dir / "samples" / f"step-{step:06d}", cfg, title=f"step {step}",
+                              real=sample_real, tensorboard=writer, step=step)
 
         exported = None
         if step % t.checkpoint_every == 0 or last:
