@@ -2,9 +2,12 @@
 
     trials.csv, trials.md   one row per trial: hyperparameters, final and best metric, steps, wall time, status
     best/                   the best trial's best checkpoint as a self-contained run dir (chorus generate --run)
-    samples/                the best checkpoint's MIDI samples and piano-roll PNGs
-    curves/                 PNG metric curves: one per trial and one with every trial's metric
-    report.html             all of the above on one static page with relative links (opens from the file system)
+    samples/                the best checkpoint's samples (MIDI, piano-roll PNG, WAV) and, as real-i.*, the real
+                            holdout harmonizations of the same melodies, rendered the same way
+    curves/                 PNG metric curves: one per trial and one with every trial's metric, with two reference
+                            lines: real vs real (train windows against the holdout) and the untrained generator
+    report.html             all of the above on one static page with relative links and <audio> players (opens
+                            from the file system)
 
 Reads the experiment through Tune's own state files (ExperimentAnalysis), so it works on a local path, a shared
 volume or s3://, during the search's driver or later (`chorus results pull`).
@@ -17,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,8 +221,44 @@ def write_tables(out: Path, header: list[str], body: list[list[str]]) -> None:
     (out / "trials.md").write_text("\n".join(lines) + "\n")
 
 
-def plot_curves(out: Path, rows: list[TrialRow], metric: str) -> dict[str, str]:
-    """curves/<trial>.png (metric and losses over steps) and curves/all.png; returns trial id -> relative path."""
+def reference_values(cfg_path: Path, metric: str) -> dict[str, float]:
+    """The metric's two reference levels for a run's config: real vs real (train windows scored against the
+    holdout like a generator's samples) and the untrained generator. Empty (with a one-line warning) if the
+    dataset or TensorFlow is not available here."""
+    try:
+        import numpy as np
+
+        from chorus.trainer.config import config_from_dict, read_yaml
+        from chorus.trainer.evaluation import evaluate
+        from chorus.trainer.model import build_generator, generate_batched, z_shape
+        from chorus.trainer.run import load_training_data
+        from chorus.trainer.tfenv import tf
+
+        cfg = config_from_dict(read_yaml(cfg_path), source=f"{cfg_path}: ")
+        data = load_training_data(cfg, verbose=False)
+        rng = np.random.default_rng(cfg.eval.seed)
+
+        def real(melody, z):  # (n, T, P, K) train windows in {-1, 1}, whatever the melody
+            idx = rng.choice(len(data.train), size=len(melody), replace=len(melody) > len(data.train))
+            return data.train[idx].astype(np.float32) * 2.0 - 1.0
+
+        tf.keras.utils.set_random_seed(cfg.train.seed)
+        generator = build_generator(cfg)
+        zs = z_shape(cfg)
+        refs = {"real vs real": evaluate(real, data.holdout, cfg, zs).flat().get(metric),
+                "untrained generator": evaluate(lambda m, z: generate_batched(generator, m, z), data.holdout, cfg,
+                                                zs).flat().get(metric)}
+        return {k: float(v) for k, v in refs.items() if _num(v) is not None}
+    except Exception as e:  # noqa: BLE001 - the report is still written, without the two lines
+        print(f"warning: report without reference lines: {' '.join(f'{type(e).__name__}: {e}'.split())[:200]}",
+              file=sys.stderr, flush=True)
+        return {}
+
+
+def plot_curves(out: Path, rows: list[TrialRow], metric: str,
+                references: dict[str, float] | None = None) -> dict[str, str]:
+    """curves/<trial>.png (metric and losses over steps) and curves/all.png, with a dashed line per reference
+    value; returns trial id -> relative path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,6 +277,7 @@ def plot_curves(out: Path, rows: list[TrialRow], metric: str) -> dict[str, str]:
         if m:
             ax_m.plot(*zip(*m, strict=True), marker="o", ms=3)
             ax_all.plot(*zip(*m, strict=True), marker="o", ms=3, label=r.trial_id)
+        _reference_lines(ax_m, references)
         ax_m.set(title=f"{r.trial_id}: {metric}", xlabel="step")
         for key in ("d_loss", "g_loss"):
             vals = [(c["step"], _num(c.get(key))) for c in pts if _num(c.get(key)) is not None]
@@ -248,8 +289,9 @@ def plot_curves(out: Path, rows: list[TrialRow], metric: str) -> dict[str, str]:
         fig.savefig(curves / f"{r.trial_id}.png", dpi=80)
         plt.close(fig)
         paths[r.trial_id] = f"curves/{r.trial_id}.png"
+    _reference_lines(ax_all, references)
     ax_all.set(title=f"{metric} of every trial", xlabel="step", ylabel=metric)
-    if paths:
+    if paths or references:
         ax_all.legend(fontsize=7)
     fig_all.tight_layout()
     fig_all.savefig(curves / "all.png", dpi=80)
@@ -257,8 +299,15 @@ def plot_curves(out: Path, rows: list[TrialRow], metric: str) -> dict[str, str]:
     return paths
 
 
+def _reference_lines(ax, references: dict[str, float] | None) -> None:
+    for (name, value), color in zip((references or {}).items(), ("tab:green", "tab:red"), strict=False):
+        ax.axhline(value, color=color, linestyle="--", linewidth=1, label=f"{name} ({value:.3g})")
+    if references:
+        ax.legend(fontsize=7)
+
+
 def copy_best(out: Path, best: TrialRow) -> list[Path]:
-    """best/ = the best checkpoint (a run dir); samples/ = its MIDI and PNG files. Returns the sample files."""
+    """best/ = the best checkpoint (a run dir); samples/ = its MIDI, PNG and WAV files. Returns the sample files."""
     best_dir = out / "best"
     shutil.rmtree(best_dir, ignore_errors=True)
     best.best_checkpoint.to_directory(str(best_dir))
@@ -267,14 +316,15 @@ def copy_best(out: Path, best: TrialRow) -> list[Path]:
     samples.mkdir()
     files = []
     for f in sorted((best_dir / "samples").glob("*/*")):
-        if f.suffix in (".mid", ".png"):
+        if f.suffix in (".mid", ".png", ".wav"):
             shutil.copy2(f, samples / f.name)
             files.append(samples / f.name)
     return files
 
 
 def write_html(out: Path, *, experiment: str, metric: str, mode: str, header: list[str], body: list[list[str]],
-               curves: dict[str, str], best: TrialRow | None, samples: list[Path]) -> None:
+               curves: dict[str, str], best: TrialRow | None, samples: list[Path],
+               references: dict[str, float] | None = None) -> None:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>chorus search: {e(experiment)}</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
@@ -295,19 +345,37 @@ def write_html(out: Path, *, experiment: str, metric: str, mode: str, header: li
         parts.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
     parts.append("</table>")
     if curves:
-        parts.append("<h2>Metric curves</h2><img src='curves/all.png' alt='metric of every trial'><br>")
+        parts.append("<h2>Metric curves</h2>")
+        if references:
+            parts.append("<p>Dashed reference lines: " + "; ".join(f"{e(k)} {_fmt(v)}" for k, v in references.items())
+                         + ".</p>")
+        parts.append("<img src='curves/all.png' alt='metric of every trial'><br>")
         parts += [f"<figure><img src='{e(p)}' alt='{e(t)}'><figcaption>{e(t)}</figcaption></figure>"
                   for t, p in curves.items()]
-    pngs = [p for p in samples if p.suffix == ".png"]
+    pngs = [p for p in samples if p.suffix == ".png" and not p.name.startswith("real-")]
     if pngs:
-        parts.append("<h2>Samples of the best checkpoint</h2>")
+        parts.append("<h2>Samples of the best checkpoint</h2><p>Each generated harmonization (left) beside the "
+                     "real holdout harmonization of the same melody (right), rendered the same way.</p><table>")
         for png in pngs:
-            mid = png.with_suffix(".mid")
-            link = f" <a href='samples/{e(mid.name)}'>MIDI</a>" if mid in samples else ""
-            parts.append(f"<figure><img src='samples/{e(png.name)}' alt='{e(png.stem)}'>"
-                         f"<figcaption>{e(png.stem)}{link}</figcaption></figure>")
+            real = png.with_name("real-" + png.stem.rsplit("-", 1)[-1] + ".png")
+            cells = [_sample_cell(png, samples, png.stem)]
+            if real in samples:
+                cells.append(_sample_cell(real, samples, f"real harmonization ({real.stem})"))
+            parts.append("<tr>" + "".join(f"<td style='text-align:center'>{c}</td>" for c in cells) + "</tr>")
+        parts.append("</table>")
     parts.append("</body></html>")
     (out / "report.html").write_text("\n".join(parts) + "\n")
+
+
+def _sample_cell(png: Path, samples: list[Path], caption: str) -> str:
+    """A piano roll with its <audio> player and MIDI link, for the files of it that exist."""
+    e = html.escape
+    mid, wav = png.with_suffix(".mid"), png.with_suffix(".wav")
+    link = f" <a href='samples/{e(mid.name)}'>MIDI</a>" if mid in samples else ""
+    audio = (f"<br><audio controls preload='none' src='samples/{e(wav.name)}'></audio>" if wav in samples
+             else "<br>(no audio)")
+    return (f"<figure><img src='samples/{e(png.name)}' alt='{e(png.stem)}'>"
+            f"<figcaption>{e(caption)}{link}{audio}</figcaption></figure>")
 
 
 # ------------------------------------------------------------------------------------------------- collect
@@ -339,9 +407,10 @@ def collect(experiment_path: str, dest: str, *, metric: str | None = None, mode:
         write_tables(out, header, body)
         best = best_trial(rows, mode)
         samples = copy_best(out, best) if best is not None else []
-        curves = plot_curves(out, rows, metric)
+        refs = reference_values(out / "best" / "config.yaml", metric) if best is not None else {}
+        curves = plot_curves(out, rows, metric, refs)
         write_html(out, experiment=experiment, metric=metric, mode=mode, header=header, body=body,
-                   curves=curves, best=best, samples=samples)
+                   curves=curves, best=best, samples=samples, references=refs)
         if snapshot is not None:
             (out / "search.json").write_text(json.dumps(snapshot, indent=2) + "\n")
         if remote:

@@ -113,6 +113,7 @@ def test_search_results_and_a_killed_trial_resumes_from_its_checkpoint(tmp_path,
     html = (results / "report.html").read_text()
     assert "samples/" in html and "curves/" in html and "http" not in html
     assert list((results / "samples").glob("*.mid")) and list((results / "samples").glob("*.png"))
+    assert "<audio controls" in html and "samples/real-0.wav" in html and (results / "samples" / "real-0.wav").is_file()
     assert_best_dir_loads(results / "best")
     # the killed trial's resumed metrics history continues after the checkpoint step without a restart at 0
     store = Path(outcome.experiment_path)
