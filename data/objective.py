@@ -12,10 +12,12 @@ are compared like anything else. A voice's "line" at a step is its highest sound
   (mean steps per note), onset positions within the bar (fractions on the downbeat, other beats, eighth offbeats,
   sixteenths), melodic intervals between successive notes of the line (fractions repeated, step 1-2, third 3-4,
   leap 5-7, large 8-12, beyond the octave; mean size), key-relative pitch classes (fraction of note-steps in the
-  estimated key's scale, mean Krumhansl-Kessler weight of the key).
+  estimated key's scale, mean Krumhansl-Kessler weight of the key; in_others_key: the fraction in the scale of the
+  key estimated from the other voices alone, so a voice in another key than the rest shows).
 - per voice pair (``S-A.`` ...), over the steps where both sound: crossing (upper line below the lower), spacing
   (mean semitones upper minus lower), interval classes mod 12 (perfect 0/7, imperfect 3/4/8/9, fourth 5,
-  dissonant 1/2/6/10/11), parallel fifths and octaves (of the steps where both move), contrary motion (same).
+  seconds 2/10, tritone 6, semitone 1/11), parallel fifths and octaves (of the steps where both move), contrary
+  motion (same).
 - whole sample: key clarity (best Krumhansl-Kessler correlation over 24 keys), chord fit (fraction of sounding
   steps whose pitch classes fit one triad or seventh chord; beat_chord_fit: the same on beats only), clashes
   (fraction of sounding steps with two pitch classes a semitone apart), pitch classes per step.
@@ -43,7 +45,8 @@ MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 11)  # harmonic minor: the raised leading tone is in key
 
 # Interval classes of two simultaneous pitches, by (upper - lower) mod 12.
-VERTICAL = {"perfect": (0, 7), "imperfect": (3, 4, 8, 9), "fourth": (5,), "dissonant": (1, 2, 6, 10, 11)}
+VERTICAL = {"perfect": (0, 7), "imperfect": (3, 4, 8, 9), "fourth": (5,), "second": (2, 10), "tritone": (6,),
+            "semitone": (1, 11)}
 # Melodic interval bins by absolute size in semitones: [lo, hi].
 MELODIC = {"repeat": (0, 0), "step": (1, 2), "third": (3, 4), "leap": (5, 7), "large": (8, 12),
            "octave_plus": (13, 127)}
@@ -75,7 +78,7 @@ VOICE_FEATURES = {
     "onsets": ("rhythm", 0.25), "note_length": ("rhythm", 0.25),
     **{f"onset_{p}": ("rhythm", 0.05) for p in ONSET_POSITIONS},
     **{f"melodic_{b}": ("melody", 0.05) for b in MELODIC}, "melodic_size": ("melody", 0.25),
-    "in_key": ("key", 0.05), "key_weight": ("key", 0.02),
+    "in_key": ("key", 0.05), "key_weight": ("key", 0.02), "in_others_key": ("key", 0.05),
 }
 PAIR_FEATURES = {
     "crossing": ("order", 0.05), "spacing": ("order", 1.0),
@@ -142,14 +145,21 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
     n, t, p, k = x.shape
     if t < 2:
         raise ValueError(f"rolls need at least 2 time steps, got {t}")
-    count = x.sum(axis=2)  # (N, T, K) pitches sounding per step
+    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2))  # (N, T, K, P): reductions over pitch run along memory
+    xu = xt.view(np.uint8)
+    count = xu.sum(axis=3, dtype=np.int32)  # (N, T, K) pitches sounding per step
     sounding = count > 0
-    line = np.where(sounding, p - 1 - np.argmax(x[:, :, ::-1, :], axis=2), 0)  # (N, T, K) highest pitch, 0 if silent
+    line = np.where(sounding, p - 1 - np.argmax(xt[..., ::-1], axis=3), 0)  # (N, T, K) highest pitch, 0 if silent
     n_sounding = sounding.sum(axis=1)  # (N, K)
+    # Pitch classes: pad the pitch axis to whole octaves and fold them. (N, T, K, 12) note count per class.
+    octaves = -(-p // 12)
+    chroma = np.pad(xu, ((0, 0), (0, 0), (0, 0), (0, 12 * octaves - p))).reshape(n, t, k, octaves, 12).sum(
+        axis=3, dtype=np.int32)
 
     # Notes: a note starts where a pitch turns on. onset (N, T, K).
-    prev = np.concatenate([np.zeros_like(x[:, :1]), x[:, :-1]], axis=1)
-    onset = (x & ~prev).any(axis=2)
+    starts = xt.copy()
+    starts[:, 1:] &= ~xt[:, :-1]
+    onset = starts.any(axis=3)
     n_onsets = onset.sum(axis=1)  # (N, K)
     bars = max(t // steps_per_bar, 1)
 
@@ -165,7 +175,7 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
     cols["range"] = np.where(n_sounding > 0, hi - lo, 0)
     cols["onsets"] = n_onsets / bars
     # Mean note length = sounding pitch-steps / pitch onsets (a note is a run on one pitch).
-    cols["note_length"] = _div(count.sum(axis=1), (x & ~prev).sum(axis=(1, 2)))
+    cols["note_length"] = _div(count.sum(axis=1), starts.view(np.uint8).sum(axis=(1, 3), dtype=np.int32))
 
     pos = np.arange(t) % steps_per_bar
     half = steps_per_beat // 2
@@ -191,7 +201,7 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
     cols["melodic_size"] = _div(np.where(has, size, 0).sum(axis=1), n_int)
 
     # Key: Krumhansl-Schmuckler over all voices' note-steps; each voice's note-steps measured against it.
-    pc_voice = np.stack([x[:, :, c::12, :].sum(axis=(1, 2)) for c in range(12)], axis=1).astype(float)  # (N, 12, K)
+    pc_voice = chroma.sum(axis=1).transpose(0, 2, 1).astype(float)  # (N, 12, K) note-steps per pitch class
     tonic, minor, clarity = estimate_keys(pc_voice.sum(axis=2))
     rel = (np.arange(12)[None, :] - tonic[:, None]) % 12  # (N, 12) pitch class relative to the tonic
     scale = np.where(minor[:, None], np.isin(rel, MINOR_SCALE), np.isin(rel, MAJOR_SCALE))
@@ -200,6 +210,14 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
     cells = pc_voice.sum(axis=1)  # (N, K)
     cols["in_key"] = _div((pc_voice * scale[:, :, None]).sum(axis=1), cells)
     cols["key_weight"] = _div((pc_voice * weight[:, :, None]).sum(axis=1), cells)
+    # The same against the key of the other voices alone: does this voice agree with the rest?
+    others = np.zeros_like(cells)
+    for v in range(k):
+        o_tonic, o_minor, _ = estimate_keys(pc_voice.sum(axis=2) - pc_voice[:, :, v])
+        o_rel = (np.arange(12)[None, :] - o_tonic[:, None]) % 12
+        o_scale = np.where(o_minor[:, None], np.isin(o_rel, MINOR_SCALE), np.isin(o_rel, MAJOR_SCALE))
+        others[:, v] = _div((pc_voice[:, :, v] * o_scale).sum(axis=1), cells[:, v])
+    cols["in_others_key"] = others
 
     # Voice pairs (upper i, lower j).
     pairs = list(combinations(range(k), 2))
@@ -224,7 +242,7 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
 
     # Whole sample: key clarity, chord fit, pitch classes per step.
     bits = (1 << np.arange(12))
-    pc_step = np.stack([x[:, :, c::12, :].any(axis=(2, 3)) for c in range(12)], axis=-1)  # (N, T, 12)
+    pc_step = chroma.any(axis=2)  # (N, T, 12) classes sounding in any voice
     mask = (pc_step * bits).sum(axis=-1)
     any_sound = mask > 0
     fits = CHORD_FITS[mask] & any_sound
@@ -257,29 +275,37 @@ def feature_means(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) ->
     return {"voices": voices, "pairs": pairs, "sample": {name: next(it) for name in SAMPLE_FEATURES}}
 
 
-def wasserstein_1d(a, b) -> float:
-    """Wasserstein-1 distance between two 1-D samples (sizes may differ): integral over u of |Qa(u) - Qb(u)|."""
-    a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
-    if a.size == 0 or b.size == 0:
-        raise ValueError("wasserstein_1d needs at least one value on each side")
-    # Both quantile functions are steps that change only at i / len; between breakpoints they are constant.
-    u = np.union1d(np.arange(1, a.size + 1) / a.size, np.arange(1, b.size + 1) / b.size)
+def wasserstein_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Wasserstein-1 distance between the columns of a (n, F) and b (m, F) (n, m may differ): (F,) distances, each
+    the integral over u of |Qa(u) - Qb(u)| of the two empirical quantile functions."""
+    a, b = np.sort(np.asarray(a, float), axis=0), np.sort(np.asarray(b, float), axis=0)
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("a Wasserstein distance needs at least one value on each side")
+    # Both quantile functions are steps that change only at i / len; between breakpoints they are constant, and the
+    # breakpoints depend only on the sizes, so one grid serves every column.
+    u = np.union1d(np.arange(1, len(a) + 1) / len(a), np.arange(1, len(b) + 1) / len(b))
     width = np.diff(u, prepend=0.0)
     mid = u - width / 2
-    qa = a[np.minimum((mid * a.size).astype(int), a.size - 1)]
-    qb = b[np.minimum((mid * b.size).astype(int), b.size - 1)]
-    return float(np.sum(width * np.abs(qa - qb)))
+    qa = a[np.minimum((mid * len(a)).astype(int), len(a) - 1)]
+    qb = b[np.minimum((mid * len(b)).astype(int), len(b) - 1)]
+    return width @ np.abs(qa - qb)
+
+
+def wasserstein_1d(a, b) -> float:
+    """Wasserstein-1 distance between two 1-D samples (sizes may differ)."""
+    return float(wasserstein_columns(np.asarray(a, float)[:, None], np.asarray(b, float)[:, None])[0])
 
 
 def feature_terms(gen_features: np.ndarray, ref_features: np.ndarray, k: int) -> dict[str, float]:
     """Per feature name: W1(gen, ref) / max(ref std, floor), capped at TERM_CAP."""
-    if gen_features.shape[1] != ref_features.shape[1] or not len(gen_features) or not len(ref_features):
+    names = feature_names(k)
+    if not (gen_features.shape[1] == ref_features.shape[1] == len(names)) or not len(gen_features) \
+            or not len(ref_features):
         raise ValueError(f"feature arrays {gen_features.shape} and {ref_features.shape} do not compare")
-    out = {}
-    for c, name in enumerate(feature_names(k)):
-        scale = max(float(ref_features[:, c].std()), _spec(name)[1])
-        out[name] = min(wasserstein_1d(gen_features[:, c], ref_features[:, c]) / scale, TERM_CAP)
-    return out
+    floors = np.array([_spec(name)[1] for name in names])
+    scale = np.maximum(ref_features.std(axis=0), floors)
+    terms = np.minimum(wasserstein_columns(gen_features, ref_features) / scale, TERM_CAP)
+    return dict(zip(names, terms.tolist(), strict=True))
 
 
 def group_distances(terms: dict[str, float]) -> dict[str, float]:
