@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from chorus.data import calibration
-from chorus.data.calibration import CORRUPTIONS, calibrate, format_rows, shift_pitch
+from chorus.data.calibration import CORRUPTIONS, Meter, calibrate, format_rows, shift_pitch
 from chorus.data.dataset import build_dataset, load_dataset
 from chorus.data.settings import DataConfig
 
@@ -31,14 +31,14 @@ def test_every_corruption_scores_5x_real_and_a_second_real_sample_within_2x(chor
 
 def test_corruptions_change_the_windows_and_keep_their_shape(chorales):
     x = chorales.holdout[:8]
-    rng = np.random.default_rng(1)
+    rng, meter = np.random.default_rng(1), Meter()
     for name, (_, corrupt) in CORRUPTIONS.items():
-        y = corrupt(x, rng)
+        y = corrupt(x, rng, meter)
         assert y.shape == x.shape and y.dtype == bool, name
         assert not np.array_equal(y, x), name
-    assert not calibration.silence(x, rng).any()
-    assert np.array_equal(calibration.voices_reversed(x, rng)[..., 0], x[..., 3])
-    assert (calibration.unison(x, rng) == x[..., :1]).all()
+    assert not calibration.silence(x, rng, meter).any()
+    assert np.array_equal(calibration.voices_reversed(x, rng, meter)[..., 0], x[..., 3])
+    assert (calibration.unison(x, rng, meter) == x[..., :1]).all()
 
 
 def test_shift_pitch_drops_what_leaves_the_range():
