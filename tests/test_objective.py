@@ -218,7 +218,7 @@ def test_bad_input_fails_loudly():
 def test_summary_table_carries_the_features_and_json_is_strict():
     summary = metrics.summarize(chorale(), track_names=["soprano", "alto", "tenor", "bass"])
     json.dumps(summary, allow_nan=False)
-    assert summary["per_track"]["soprano"]["mean_pitch"] == feat(chorale(), "S.mean_pitch")[0]
+    assert summary["voices"]["soprano"]["mean_pitch"] == feat(chorale(), "S.mean_pitch")[0]
     assert summary["pairs"]["S-B"]["crossing"] == 0.0 and "chord_fit" in summary["sample"]
     assert "crossing" in metrics.format_table(summary, summary)
     assert MUSIC_DISTANCE_VERSION >= 2
@@ -229,3 +229,20 @@ def test_objective_imports_neither_tensorflow_nor_trainer():
             "print([m for m in ('tensorflow', 'chorus.trainer', 'ray') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_evaluation_outputs_carry_the_version_and_the_groups():
+    from chorus.trainer.config import load_config
+    from chorus.trainer.evaluation import evaluate
+
+    cfg = load_config(None, ["eval.num_samples=6"])
+    holdout = varied(10, 0)
+    # A "generator" that returns real windows: close to the holdout, and finite everywhere.
+    result = evaluate(lambda melody, z: np.where(varied(len(melody), 1), 1.0, -1.0), holdout, cfg, (2, 8, 4))
+    flat, doc = result.flat(), result.to_json()
+    assert flat["music_distance_version"] == doc["music_distance_version"] == MUSIC_DISTANCE_VERSION
+    assert flat["music_distance"] == doc["music_distance"] == result.music_distance < 1.0
+    assert set(doc["music_distance_groups"]) == {"texture", "register", "rhythm", "melody", "key", "order", "harmony"}
+    assert {f"music_distance_{g}" for g in doc["music_distance_groups"]} <= set(flat)
+    json.dumps(doc, allow_nan=False)
+    assert "crossing" in result.table() and "soprano" in result.table()

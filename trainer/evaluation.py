@@ -45,13 +45,12 @@ class Evaluation:
     version: int = objective.MUSIC_DISTANCE_VERSION  # values of different versions never compare
 
     def flat(self) -> dict[str, float]:
-        """Flat float metrics for metrics.jsonl, TensorBoard and Ray (per-track metrics, not the feature means)."""
+        """Flat float metrics for metrics.jsonl, TensorBoard and Ray (the feature means stay in the JSON)."""
         out = {"music_distance": float(self.music_distance), "music_distance_version": self.version}
         out |= {f"music_distance_{g}": float(v) for g, v in (self.groups or {}).items()}
         for track, values in self.generated["per_track"].items():
             for name, value in values.items():
-                # None: undefined, e.g. the note rate of a silent track; feature means stay in the JSON only.
-                if name in metrics.PER_TRACK and value is not None:
+                if value is not None:  # None: undefined, e.g. the note rate of a silent track
                     out[f"{track}_{name}"] = float(value)
         for pair, value in self.generated["tonal_distance"].items():
             if value is not None:
