@@ -9,7 +9,8 @@ are compared like anything else. A voice's "line" at a step is its highest sound
 
 - per voice (``S.`` ...): sounding (fraction of steps), empty_bars (fraction of bars), polyphony (extra pitches
   per sounding step), mean_pitch and range (of the line; 0 if silent), onsets (note starts per bar), note_length
-  (mean steps per note), onset positions within the bar (fractions on the downbeat, other beats, eighth offbeats,
+  (mean steps per note), syncopation (notes that start off the beat and are held over the next beat), onset
+  positions within the bar (fractions on the downbeat, other beats, eighth offbeats,
   sixteenths), melodic intervals between successive notes of the line (fractions repeated, step 1-2, third 3-4,
   leap 5-7, large 8-12, beyond the octave; mean size), key-relative pitch classes (fraction of note-steps in the
   estimated key's scale, mean Krumhansl-Kessler weight of the key; in_others_key: the fraction in the scale of the
@@ -78,7 +79,7 @@ CHORD_FITS = _chord_table()
 VOICE_FEATURES = {
     "sounding": ("texture", 0.05), "empty_bars": ("texture", 0.05), "polyphony": ("texture", 0.05),
     "mean_pitch": ("register", 1.0), "range": ("register", 1.0),
-    "onsets": ("rhythm", 0.25), "note_length": ("rhythm", 0.25),
+    "onsets": ("rhythm", 0.25), "note_length": ("rhythm", 0.25), "syncopation": ("rhythm", 0.05),
     **{f"onset_{p}": ("rhythm", 0.05) for p in ONSET_POSITIONS},
     **{f"melodic_{b}": ("melody", 0.05) for b in MELODIC}, "melodic_size": ("melody", 0.25),
     "in_key": ("key", 0.05), "key_weight": ("key", 0.02), "in_others_key": ("key", 0.05),
@@ -177,6 +178,15 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
     lo = np.where(sounding, line, p).min(axis=1)
     cols["range"] = np.where(n_sounding > 0, hi - lo, 0)
     cols["onsets"] = n_onsets / bars
+    # Syncopation: a note that starts off the beat and is still held (no new onset) at the next beat.
+    held = sounding & ~onset
+    run = np.zeros((n, t + 1, k), np.int32)  # run[:, s]: consecutive held steps from s on
+    for s_ in range(t - 1, -1, -1):
+        run[:, s_] = np.where(held[:, s_], run[:, s_ + 1] + 1, 0)
+    to_beat = (-np.arange(t)) % steps_per_beat  # steps from t to the next beat (0 on a beat)
+    inside = (to_beat > 0) & (np.arange(t) + to_beat < t)  # off the beat, with the next beat inside the window
+    syncopated = onset & inside[None, :, None] & (run[:, 1:] >= to_beat[None, :, None])
+    cols["syncopation"] = _div(syncopated.sum(axis=1), n_onsets)
     # Mean note length = sounding pitch-steps / pitch onsets (a note is a run on one pitch).
     cols["note_length"] = _div(count.sum(axis=1), starts.view(np.uint8).sum(axis=(1, 3), dtype=np.int32))
 

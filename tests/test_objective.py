@@ -246,3 +246,13 @@ def test_evaluation_outputs_carry_the_version_and_the_groups():
     assert {f"music_distance_{g}" for g in doc["music_distance_groups"]} <= set(flat)
     json.dumps(doc, allow_nan=False)
     assert "crossing" in result.table() and "soprano" in result.table()
+
+
+def test_syncopation_counts_off_beat_notes_held_over_the_beat():
+    roll = empty()
+    play(roll, C4, 0, 2)  # on the beat: never syncopated
+    play(roll, D4, 2, 6)  # starts on an eighth off the beat, held over the beat at 4: syncopated
+    play(roll, E4, 6, 8)  # off the beat, ends before the next beat (8): not syncopated
+    play(roll, F4, 8, 16)
+    assert feat(roll, "S.syncopation")[0] == pytest.approx(1 / 4)
+    assert feat(chorale(), "S.syncopation")[0] == 0.0
