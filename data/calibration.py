@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chorus.data.objective import estimate_keys, music_distance
+from chorus.data.objective import features, key_scales, music_distance
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,8 @@ def _per_note(v: np.ndarray, rng: np.random.Generator, draw: Callable[[int], np.
 
 def _key_pitches(x: np.ndarray) -> np.ndarray:
     """(N, P) bool: the pitches in each window's estimated key scale (major or harmonic minor)."""
-    from chorus.data.objective import MAJOR_SCALE, MINOR_SCALE
-
-    p = x.shape[2]
     pc = np.stack([x[:, :, c::12, :].sum(axis=(1, 2, 3)) for c in range(12)], axis=1).astype(float)
-    tonic, minor, _ = estimate_keys(pc)
-    rel = (np.arange(p)[None, :] - tonic[:, None]) % 12
-    return np.where(minor[:, None], np.isin(rel, MINOR_SCALE), np.isin(rel, MAJOR_SCALE))
+    return key_scales(pc)[:, np.arange(x.shape[2]) % 12]
 
 
 def _voice_range(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -262,8 +257,6 @@ def calibrate(holdout: np.ndarray, reference: np.ndarray, rng: np.random.Generat
 
     reference: real windows from other pieces (e.g. the train split), at least 2 n of them.
     """
-    from chorus.data.objective import features
-
     kw = dict(steps_per_bar=steps_per_bar, steps_per_beat=steps_per_beat)
     meter = Meter(steps_per_beat=steps_per_beat, steps_per_bar=steps_per_bar)
     ref_features = features(holdout, **kw)

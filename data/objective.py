@@ -143,6 +143,14 @@ def estimate_keys(pc_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return best % 12, best >= 12, np.maximum(corr.max(axis=1), 0.0)
 
 
+def key_scales(pc_weight: np.ndarray) -> np.ndarray:
+    """(N, 12) pitch-class weights -> (N, 12) bool: the classes in the scale of each row's estimated key (major, or
+    harmonic minor)."""
+    tonic, minor, _ = estimate_keys(pc_weight)
+    rel = (np.arange(12)[None, :] - tonic[:, None]) % 12
+    return np.where(minor[:, None], np.isin(rel, MINOR_SCALE), np.isin(rel, MAJOR_SCALE))
+
+
 def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.ndarray:
     """(N, T, P, K) rolls -> (N, F) float features, columns named by feature_names(K); always finite."""
     x = binarize(rolls)  # (N, T, P, K)
@@ -217,7 +225,7 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
     pc_voice = chroma.sum(axis=1).transpose(0, 2, 1).astype(float)  # (N, 12, K) note-steps per pitch class
     tonic, minor, clarity = estimate_keys(pc_voice.sum(axis=2))
     rel = (np.arange(12)[None, :] - tonic[:, None]) % 12  # (N, 12) pitch class relative to the tonic
-    scale = np.where(minor[:, None], np.isin(rel, MINOR_SCALE), np.isin(rel, MAJOR_SCALE))
+    scale = key_scales(pc_voice.sum(axis=2))
     prof = np.where(minor[:, None], KK_MINOR[rel], KK_MAJOR[rel])
     weight = (prof - KK_MAJOR.min()) / (KK_MAJOR.max() - KK_MAJOR.min())  # about 0..1
     cells = pc_voice.sum(axis=1)  # (N, K)
@@ -226,9 +234,7 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
     # The same against the key of the other voices alone: does this voice agree with the rest?
     others = np.zeros_like(cells)
     for v in range(k):
-        o_tonic, o_minor, _ = estimate_keys(pc_voice.sum(axis=2) - pc_voice[:, :, v])
-        o_rel = (np.arange(12)[None, :] - o_tonic[:, None]) % 12
-        o_scale = np.where(o_minor[:, None], np.isin(o_rel, MINOR_SCALE), np.isin(o_rel, MAJOR_SCALE))
+        o_scale = key_scales(pc_voice.sum(axis=2) - pc_voice[:, :, v])
         others[:, v] = _div((pc_voice[:, :, v] * o_scale).sum(axis=1), cells[:, v])
     cols["in_others_key"] = others
 
