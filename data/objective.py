@@ -18,7 +18,7 @@ are compared like anything else. A voice's "line" at a step is its highest sound
 - per voice pair (``S-A.`` ...), over the steps where both sound: crossing (upper line below the lower), spacing
   (mean semitones upper minus lower), interval classes mod 12 (perfect 0/7, imperfect 3/4/8/9, fourth 5,
   seconds 2/10, tritone 6, semitone 1/11), parallel fifths and octaves (of the steps where both move), contrary
-  motion (same).
+  motion (same), beat_dissonance (seconds, tritones, semitones on the beats where both sound).
 - whole sample: key clarity (best Krumhansl-Kessler correlation over 24 keys), chord fit (fraction of sounding
   steps whose pitch classes fit one triad or seventh chord; beat_chord_fit: the same on beats only), clashes
   (fraction of sounding steps with two pitch classes a semitone apart), pitch classes per step.
@@ -87,7 +87,7 @@ VOICE_FEATURES = {
 PAIR_FEATURES = {
     "crossing": ("order", 0.05), "spacing": ("order", 1.0),
     **{f"vertical_{c}": ("harmony", 0.05) for c in VERTICAL},
-    "parallels": ("harmony", 0.05), "contrary": ("harmony", 0.05),
+    "parallels": ("harmony", 0.05), "contrary": ("harmony", 0.05), "beat_dissonance": ("harmony", 0.05),
 }
 SAMPLE_FEATURES = {"key_clarity": ("key", 0.05), "chord_fit": ("harmony", 0.05), "beat_chord_fit": ("harmony", 0.05),
                    "clashes": ("harmony", 0.05), "pitch_classes": ("harmony", 0.25)}
@@ -258,6 +258,9 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
         n_moving = moving.sum(axis=1)
         pcols["parallels"].append(_div(parallel.sum(axis=1), n_moving))
         pcols["contrary"].append(_div((moving & (np.sign(mi) != np.sign(mj))).sum(axis=1), n_moving))
+        beat_both = both & (np.arange(t) % steps_per_beat == 0)[None, :]
+        dissonant = np.isin(ic, VERTICAL["second"] + VERTICAL["tritone"] + VERTICAL["semitone"])
+        pcols["beat_dissonance"].append(_div((beat_both & dissonant).sum(axis=1), beat_both.sum(axis=1)))
 
     # Whole sample: key clarity, chord fit, pitch classes per step.
     bits = (1 << np.arange(12))

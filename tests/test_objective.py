@@ -256,3 +256,14 @@ def test_syncopation_counts_off_beat_notes_held_over_the_beat():
     play(roll, F4, 8, 16)
     assert feat(roll, "S.syncopation")[0] == pytest.approx(1 / 4)
     assert feat(chorale(), "S.syncopation")[0] == 0.0
+
+
+def test_beat_dissonance_counts_dissonant_intervals_on_beats_only():
+    roll = empty()
+    play(roll, C4, 0, 32, 1)  # alto holds C4
+    play(roll, D4, 0, 4, 0)  # soprano: D4 over C on beat 0 (a second: dissonant)
+    play(roll, E4, 4, 6, 0)  # E4 on beat 4 (consonant)
+    play(roll, 61 + 12, 6, 8, 0)  # C#5 off the beat (dissonant, but not on a beat)
+    play(roll, G4, 8, 32, 0)  # G4 on the remaining 6 beats (consonant)
+    assert feat(roll, "S-A.beat_dissonance")[0] == pytest.approx(1 / 8)  # 1 of the 8 beats both sound
+    assert feat(chorale(), "S-B.beat_dissonance")[0] == 0.0
