@@ -245,7 +245,8 @@ def test_evaluation_outputs_carry_the_version_and_the_groups():
     assert set(doc["music_distance_groups"]) == {"texture", "register", "rhythm", "melody", "key", "order", "harmony"}
     assert {f"music_distance_{g}" for g in doc["music_distance_groups"]} <= set(flat)
     json.dumps(doc, allow_nan=False)
-    assert "crossing" in result.table() and "soprano" in result.table()
+    assert set(doc["music_distance_terms"]) == set(NAMES)
+    assert "crossing" in result.table() and "soprano" in result.table() and "largest feature terms" in result.table()
 
 
 def test_syncopation_counts_off_beat_notes_held_over_the_beat():

@@ -42,6 +42,7 @@ class Evaluation:
     holdout: dict[str, Any]  # metrics.summarize of the holdout windows
     music_distance: float
     groups: dict[str, float] | None = None  # music_distance broken down by musical group (objective.group_distances)
+    terms: dict[str, float] | None = None  # and by feature (objective.distance_terms)
     version: int = objective.MUSIC_DISTANCE_VERSION  # values of different versions never compare
 
     def flat(self) -> dict[str, float]:
@@ -59,10 +60,18 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         return {"music_distance": float(self.music_distance), "music_distance_version": self.version,
-                "music_distance_groups": self.groups, "generated": self.generated, "holdout": self.holdout}
+                "music_distance_groups": self.groups, "music_distance_terms": self.terms,
+                "generated": self.generated, "holdout": self.holdout}
 
     def table(self) -> str:
-        return metrics.format_table(self.generated, self.holdout)
+        """The per-track table, then what music_distance is made of: its groups and its largest feature terms."""
+        lines = [metrics.format_table(self.generated, self.holdout)]
+        if self.groups:
+            lines.append("music_distance by group: " + ", ".join(f"{g} {v:.2f}" for g, v in self.groups.items()))
+        if self.terms:
+            top = sorted(self.terms.items(), key=lambda kv: -kv[1])[:10]
+            lines.append("largest feature terms (holdout spreads): " + ", ".join(f"{n} {v:.2f}" for n, v in top))
+        return "\n".join(lines)
 
 
 def metric_settings(cfg: Config) -> dict[str, int]:
@@ -91,4 +100,5 @@ def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: 
         holdout=holdout_summary,
         music_distance=objective.aggregate(terms),
         groups=objective.group_distances(terms),
+        terms=terms,
     )
