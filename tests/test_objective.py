@@ -237,14 +237,21 @@ def test_evaluation_outputs_carry_the_version_and_the_groups():
 
     cfg = load_config(None, ["eval.num_samples=6"])
     holdout = varied(10, 0)
-    # A "generator" that returns real windows: close to the holdout, and finite everywhere.
-    result = evaluate(lambda melody, z: np.where(varied(len(melody), 1), 1.0, -1.0), holdout, cfg, (2, 8, 4))
+
+    def harmonise(melody, z):  # a "generator" that returns the real window each melody came from
+        rows = [next(w for w in holdout if np.array_equal(w[..., 0], m[..., 0] > 0)) for m in melody]
+        return np.where(np.stack(rows), 1.0, -1.0)
+
+    result = evaluate(harmonise, holdout, cfg, (2, 8, 4))
     flat, doc = result.flat(), result.to_json()
     assert flat["music_distance_version"] == doc["music_distance_version"] == MUSIC_DISTANCE_VERSION
     assert flat["music_distance"] == doc["music_distance"] == result.music_distance < 1.0
     assert set(doc["music_distance_groups"]) == {"texture", "register", "rhythm", "melody", "key", "order", "harmony"}
     assert {f"music_distance_{g}" for g in doc["music_distance_groups"]} <= set(flat)
     json.dumps(doc, allow_nan=False)
+    silent = evaluate(lambda melody, z: -np.ones((len(melody), 32, 128, 4)), holdout, cfg, (2, 8, 4))
+    assert silent.generated["per_track"]["soprano"]["empty_bar_rate"] == 0.0  # the melody is scored as given
+    assert silent.generated["per_track"]["alto"]["empty_bar_rate"] == 1.0
     assert set(doc["music_distance_terms"]) == set(NAMES)
     assert "crossing" in result.table() and "soprano" in result.table() and "largest feature terms" in result.table()
 

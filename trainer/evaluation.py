@@ -86,9 +86,13 @@ def summarize_holdout(holdout: np.ndarray, cfg: Config) -> dict[str, Any]:
 
 def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: np.ndarray, cfg: Config,
              z_shape: tuple[int, ...], holdout_summary: dict[str, Any] | None = None) -> Evaluation:
-    """Complete eval.num_samples holdout melodies with fixed noise; compare their metrics with the holdout's."""
+    """Complete eval.num_samples holdout melodies with fixed noise; compare their metrics with the holdout's.
+
+    Track 0 is the given melody, as in what `chorus generate` writes: the score is of the harmonisation a user gets.
+    """
     melody, z = fixed_inputs(holdout, cfg.eval.num_samples, cfg.eval.seed, z_shape)
     generated = binarize(generate(melody, z), cfg.sample.threshold)
+    generated[..., 0] = melody[..., 0] > 0
     settings = metric_settings(cfg)
     names = cfg.sample.track_names
     if holdout_summary is None:
