@@ -147,6 +147,11 @@ def key_scales(pc_weight: np.ndarray) -> np.ndarray:
     """(N, 12) pitch-class weights -> (N, 12) bool: the classes in the scale of each row's estimated key (major, or
     harmonic minor)."""
     tonic, minor, _ = estimate_keys(pc_weight)
+    return _scale(tonic, minor)
+
+
+def _scale(tonic: np.ndarray, minor: np.ndarray) -> np.ndarray:
+    """(N, 12) bool: the pitch classes of each key's scale."""
     rel = (np.arange(12)[None, :] - tonic[:, None]) % 12
     return np.where(minor[:, None], np.isin(rel, MINOR_SCALE), np.isin(rel, MAJOR_SCALE))
 
@@ -225,7 +230,7 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
     pc_voice = chroma.sum(axis=1).transpose(0, 2, 1).astype(float)  # (N, 12, K) note-steps per pitch class
     tonic, minor, clarity = estimate_keys(pc_voice.sum(axis=2))
     rel = (np.arange(12)[None, :] - tonic[:, None]) % 12  # (N, 12) pitch class relative to the tonic
-    scale = key_scales(pc_voice.sum(axis=2))
+    scale = _scale(tonic, minor)
     prof = np.where(minor[:, None], KK_MINOR[rel], KK_MAJOR[rel])
     weight = (prof - KK_MAJOR.min()) / (KK_MAJOR.max() - KK_MAJOR.min())  # about 0..1
     cells = pc_voice.sum(axis=1)  # (N, K)
@@ -238,10 +243,19 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
         others[:, v] = _div((pc_voice[:, :, v] * o_scale).sum(axis=1), cells[:, v])
     cols["in_others_key"] = others
 
-    # Voice pairs (upper i, lower j).
-    pairs = list(combinations(range(k), 2))
+    pcols = _pair_features(line, sounding, steps_per_beat)
+    scols = _sample_features(chroma, clarity, steps_per_beat)
+    out = [np.asarray(cols[f], float)[:, v] for v in range(k) for f in VOICE_FEATURES]
+    out += [np.asarray(pcols[f][q], float) for q in range(len(pcols["crossing"])) for f in PAIR_FEATURES]
+    out += [np.asarray(scols[f], float) for f in SAMPLE_FEATURES]
+    return np.stack(out, axis=1) if n else np.zeros((0, len(out)))
+
+
+def _pair_features(line: np.ndarray, sounding: np.ndarray, steps_per_beat: int) -> dict[str, list[np.ndarray]]:
+    """Per PAIR_FEATURES name, one (N,) array per voice pair (upper i, lower j), from the lines (N, T, K)."""
+    _, t, k = line.shape
     pcols: dict[str, list[np.ndarray]] = {f: [] for f in PAIR_FEATURES}
-    for i, j in pairs:
+    for i, j in combinations(range(k), 2):
         both = sounding[:, :, i] & sounding[:, :, j]  # (N, T)
         nb_ = both.sum(axis=1)
         d = line[:, :, i] - line[:, :, j]
@@ -261,8 +275,12 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
         beat_both = both & (np.arange(t) % steps_per_beat == 0)[None, :]
         dissonant = np.isin(ic, VERTICAL["second"] + VERTICAL["tritone"] + VERTICAL["semitone"])
         pcols["beat_dissonance"].append(_div((beat_both & dissonant).sum(axis=1), beat_both.sum(axis=1)))
+    return pcols
 
-    # Whole sample: key clarity, chord fit, pitch classes per step.
+
+def _sample_features(chroma: np.ndarray, clarity: np.ndarray, steps_per_beat: int) -> dict[str, np.ndarray]:
+    """Per SAMPLE_FEATURES name, (N,) values, from the pitch-class counts (N, T, K, 12) and the key clarity."""
+    t = chroma.shape[1]
     bits = (1 << np.arange(12))
     pc_step = chroma.any(axis=2)  # (N, T, 12) classes sounding in any voice
     mask = (pc_step * bits).sum(axis=-1)
@@ -277,11 +295,7 @@ def features(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> np.n
         "clashes": _div(clash.sum(axis=1), any_sound.sum(axis=1)),
         "pitch_classes": _div(pc_step.sum(axis=(1, 2)), any_sound.sum(axis=1)),
     }
-
-    out = [np.asarray(cols[f], float)[:, v] for v in range(k) for f in VOICE_FEATURES]
-    out += [np.asarray(pcols[f][q], float) for q in range(len(pairs)) for f in PAIR_FEATURES]
-    out += [np.asarray(scols[f], float) for f in SAMPLE_FEATURES]
-    return np.stack(out, axis=1) if n else np.zeros((0, len(out)))
+    return scols
 
 
 def feature_means(rolls, *, steps_per_bar: int = 16, steps_per_beat: int = 4) -> dict:
