@@ -79,20 +79,23 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
 
 
 def compare(args: argparse.Namespace) -> None:
-    """Both variants back to back, each in its own process (no shared TensorFlow state), then a summary line."""
+    """Both variants back to back, each in its own process (no shared TensorFlow state), one summary line per
+    round; rounds alternate which variant goes first, since the machine's load drifts."""
     base = [sys.executable, __file__, "--iterations", str(args.iterations), "--warmup", str(args.warmup)]
     base += ["--config", args.config] if args.config else []
     base += [a for o in args.overrides for a in ("--set", o)] + (["--synthetic"] if args.synthetic else [])
-    results = {}
-    for name, extra in (("lab_step", ["--lab-step"]), ("chorus", [])):
-        out = subprocess.run(base + extra, check=True, stdout=subprocess.PIPE, text=True).stdout
-        results[name] = json.loads(out)
-        print(out, flush=True)
-    lab, ours = results["lab_step"], results["chorus"]
-    print(f"lab step {lab['seconds_per_iteration']:.1f} s/iteration (matmul {lab['matmul_gflops']:.0f} GFLOP/s), "
-          f"chorus (jit_compile={ours['jit_compile']}) {ours['seconds_per_iteration']:.1f} s/iteration "
-          f"(matmul {ours['matmul_gflops']:.0f} GFLOP/s): "
-          f"speed-up {lab['seconds_per_iteration'] / ours['seconds_per_iteration']:.2f}x")
+    variants = [("lab_step", ["--lab-step"]), ("chorus", [])]
+    for r in range(args.rounds):
+        results = {}
+        for name, extra in variants if r % 2 == 0 else variants[::-1]:
+            out = subprocess.run(base + extra, check=True, stdout=subprocess.PIPE, text=True).stdout
+            results[name] = json.loads(out)
+            print(out, flush=True)
+        lab, ours = results["lab_step"], results["chorus"]
+        print(f"round {r + 1}: lab step {lab['seconds_per_iteration']:.1f} s/iteration "
+              f"(matmul {lab['matmul_gflops']:.0f} GFLOP/s), chorus (jit_compile={ours['jit_compile']}) "
+              f"{ours['seconds_per_iteration']:.1f} s/iteration (matmul {ours['matmul_gflops']:.0f} GFLOP/s): "
+              f"speed-up {lab['seconds_per_iteration'] / ours['seconds_per_iteration']:.2f}x", flush=True)
 
 
 def main() -> None:
@@ -104,6 +107,7 @@ def main() -> None:
     ap.add_argument("--lab-step", action="store_true", help="the lab's critic step (generator on the tape)")
     ap.add_argument("--synthetic", action="store_true", help="random monophonic rolls instead of the dataset")
     ap.add_argument("--compare", action="store_true", help="the lab's step, then chorus's, in fresh processes")
+    ap.add_argument("--rounds", type=int, default=1, help="with --compare: rounds, alternating which goes first")
     args = ap.parse_args()
     if args.compare:
         compare(args)
