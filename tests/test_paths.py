@@ -7,13 +7,12 @@ from tests_support import REPO
 
 # Top-level folders of this repository; a token such as `cluster/aws.yaml` or `docker/Dockerfile` names a file.
 FOLDERS = ("benchmarks", "chorus", "cluster", "configs", "data", "docker", "docs", "scripts", "tests", "trainer")
-PATH = re.compile(r"(?<![\w./~$-])((?:%s)/(?:[\w.-]+/)*(?:[\w-][\w.-]*\.[A-Za-z]\w*|Dockerfile))(?![\w/])"
-                  % "|".join(FOLDERS))
+PATH = re.compile(r"(?<![\w./~$-])((?:" + "|".join(FOLDERS)
+                  + r")/(?:[\w.-]+/)*(?:[\w-][\w.-]*\.[A-Za-z]\w*|Dockerfile))(?![\w/])")
 SUFFIXES = (".py", ".yaml", ".yml", ".sh", ".md", ".toml")
 SKIP_DIRS = {".git", ".venv", ".cache", "runs", "results", "build", "dist", "__pycache__", ".pytest_cache"}
-# Paths that are examples of what a user or a run writes, not files of this repository.
-OUTPUTS = {
-}
+# Paths that are examples of what a user or a run writes, not files of this repository (none named today).
+OUTPUTS: set[str] = set()
 
 
 def _files():
