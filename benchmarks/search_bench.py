@@ -9,9 +9,10 @@ and one TF thread per trial.
 
 Search figures, all on the driver's clock except where said:
 - makespan: from the first trial's start (Tune marks it RUNNING) to the last trial's last result.
-- a trial's report time: the seconds our reporter spent handing results and checkpoints to Ray, including the
-  final report (ray_report_s is cumulative *before* each report, so the last one is estimated as the receipt of
-  the last result minus the trial's start minus the trial's own clock at that report, time_total_s).
+- a trial's Ray time: the seconds our reporter spent handing results and checkpoints to Ray (ray_report_s, which
+  is cumulative *before* each report), plus what the driver saw that the trial's own clock did not: the receipt
+  of its last result minus its start minus time_total_s at that report = the final report and the actor's
+  start-up latency (Tune gives no way to separate the two).
 - a trial's own time: time_total_s minus its report time before the final one (TF import, data, model, loop).
 - ray_overhead_s = wall - (sum of own times / lanes): set-up and teardown outside the makespan, idle lanes
   inside it, and the reports.
@@ -74,30 +75,36 @@ def search(k: int, steps: int, work: Path, cores: int) -> dict:
         outcome = run_search(search, include_dashboard=False, num_cpus=cores)
     wall = time.perf_counter() - t0
     import ray
-    from ray.tune import ExperimentAnalysis
 
     ray.shutdown()
-    trials = ExperimentAnalysis(outcome.experiment_path).trials
+    rows, makespan = trial_timings(outcome.experiment_path)
     lanes = min(cores, k)
+    own = sum(r["own_s"] for r in rows) / lanes
+    return {"wall_s": wall, "timings_s": outcome.timings, "trials_makespan_s": makespan,
+            "outside_trials_s": wall - makespan, "trials": rows, "trial_own_time_per_lane_s": own,
+            "ray_time_per_lane_s": sum(r["ray_s"] for r in rows) / lanes, "ray_overhead_s": wall - own,
+            "ray_overhead_fraction": (wall - own) / own if own else None, "errors": outcome.num_errors}
+
+
+def trial_timings(experiment_path: str) -> tuple[list[dict], float]:
+    """Per trial: start and end (seconds after the first start), own and Ray time; and the makespan."""
+    from ray.tune import ExperimentAnalysis
+
     rows = []
-    for t in trials:
+    for t in ExperimentAnalysis(experiment_path).trials:
         meta, last = t.run_metadata, t.last_result
         if meta.start_time is None or meta.last_result_time is None:
             raise RuntimeError(f"trial {t.trial_id}: Tune recorded no start or result time")
-        final_report = max(0.0, meta.last_result_time - meta.start_time - last["time_total_s"])
+        unseen = max(0.0, meta.last_result_time - meta.start_time - last["time_total_s"])  # final report + start-up
         rows.append({"start_s": meta.start_time, "end_s": meta.last_result_time,
                      "own_s": last["time_total_s"] - last["ray_report_s"],
-                     "report_s": last["ray_report_s"] + final_report, "final_report_s": final_report,
+                     "ray_s": last["ray_report_s"] + unseen, "final_report_and_start_up_s": unseen,
                      "loop_s": last.get("wall_seconds", 0.0)})
     first_start = min(r["start_s"] for r in rows)
     makespan = max(r["end_s"] for r in rows) - first_start
-    own = sum(r["own_s"] for r in rows) / lanes
     for r in rows:
         r["start_s"], r["end_s"] = r["start_s"] - first_start, r["end_s"] - first_start
-    return {"wall_s": wall, "timings_s": outcome.timings, "trials_makespan_s": makespan,
-            "outside_trials_s": wall - makespan, "trials": rows, "trial_own_time_per_lane_s": own,
-            "ray_report_per_lane_s": sum(r["report_s"] for r in rows) / lanes, "ray_overhead_s": wall - own,
-            "ray_overhead_fraction": (wall - own) / own if own else None, "errors": outcome.num_errors}
+    return rows, makespan
 
 
 def warm_cache(work: Path) -> float:
