@@ -337,7 +337,6 @@ def load_array(path: str | Path, *, steps: int, tracks: int) -> tuple[np.ndarray
 
 @dataclass
 class WindowStats:
-    windows: int = 0
     dropped_empty_voice: int = 0
     dropped_out_of_range: int = 0
 
@@ -369,7 +368,6 @@ def make_windows(roll: np.ndarray, cfg: DataConfig, stats: WindowStats | None = 
             stats.dropped_empty_voice += 1
             continue
         out.append(w)
-    stats.windows += len(out)
     if not out:
         return np.zeros((0, cfg.steps, PITCHES, k), dtype=bool)
     return np.stack(out)
