@@ -70,14 +70,16 @@ if [[ $SEARCH = 1 && -f cluster/search.py ]]; then
     t=$(now)
     docker/compose.sh up -d --scale ray-worker=2 search >>"$TMP/up.log" 2>&1
     CID=$(docker/compose.sh ps -q search)
-    # The first training step: the first progress line the trainer logs ("step" and a number).
+    # Not the first training step itself: the first "step N" line in the logs, which the trainer prints after
+    # train.log_every iterations (so it includes container start, Ray, data, model, tracing and those iterations).
     first=""
     while [[ -z "$first" && $(docker inspect -f '{{.State.Running}}' "$CID") = true ]]; do
         docker logs "$CID" 2>&1 | grep -qiE '\bstep[ =:]+[0-9]+' && first=$(since "$t")
         sleep 1
     done
     rc=$(docker wait "$CID")
-    report "search: up -> first training step s" "${first:-n/a (no step line seen)}"
+    report "search: up -> first logged step line (after train.log_every iterations) s" \
+        "${first:-n/a (no step line seen)}"
     report "search: wall time s (exit $rc)" "$(since "$t")"
 else
     report "search" "skipped (needs cluster/search.py)"

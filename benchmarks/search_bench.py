@@ -3,11 +3,19 @@
     python benchmarks/search_bench.py                 # K=4, 40 steps each; prints JSON
     python benchmarks/search_bench.py --smoke-test    # K=2, 3 steps: checks that it runs
 
-Sequential: one process imports TensorFlow once and calls trainer.train K times (all cores per run).
-Search: a local Ray, max_concurrent_trials = cores, one CPU and one TF thread per trial.
-Ray overhead = search wall time - (sum of the trials' own time / concurrency), where a trial's own time is
-Tune's time_total_s (from the trial function's start: TF import, data, model, loop) minus the time our
-reporter spent handing checkpoints to Ray (which is counted as overhead instead).
+Both arms read one dataset cache, built before either is timed. Sequential: one process imports TensorFlow once
+and calls trainer.train K times (all cores per run). Search: a local Ray, max_concurrent_trials = cores, one CPU
+and one TF thread per trial.
+
+Search figures, all on the driver's clock except where said:
+- makespan: from the first trial's start (Tune marks it RUNNING) to the last trial's last result.
+- a trial's Ray time: the seconds our reporter spent handing results and checkpoints to Ray (ray_report_s, which
+  is cumulative *before* each report), plus what the driver saw that the trial's own clock did not: the receipt
+  of its last result minus its start minus time_total_s at that report = the final report and the actor's
+  start-up latency (Tune gives no way to separate the two).
+- a trial's own time: time_total_s minus its report time before the final one (TF import, data, model, loop).
+- ray_overhead_s = wall - (sum of own times / lanes): set-up and teardown outside the makespan, idle lanes
+  inside it, and the reports.
 """
 from __future__ import annotations
 
@@ -28,10 +36,11 @@ sys.path.insert(0, str(REPO))
 TRAIN_SETTINGS = ["model.width=8", "train.batch_size=16", "train.n_critic=2", "data.max_pieces=24"]
 
 
-def run_settings(steps: int) -> list[str]:
+def run_settings(steps: int, work: Path) -> list[str]:
     every = max(1, steps // 2)
-    return TRAIN_SETTINGS + [f"train.steps={steps}", f"train.eval_every={every}", f"train.checkpoint_every={every}",
-                             f"train.sample_every={every}", f"train.log_every={every}"]
+    return TRAIN_SETTINGS + [f"data.cache_dir={work / 'cache'}", f"train.steps={steps}", f"train.eval_every={every}",
+                             f"train.checkpoint_every={every}", f"train.sample_every={every}",
+                             f"train.log_every={every}"]
 
 
 def sequential(k: int, steps: int, work: Path) -> dict:
@@ -43,7 +52,7 @@ from chorus.trainer import train
 from chorus.trainer.config import load_config
 runs = []
 for i in range({k}):
-    cfg = load_config("configs/tiny.yaml", {run_settings(steps)!r} + [f"run.dir={work}/seq-{{i}}"])
+    cfg = load_config("configs/tiny.yaml", {run_settings(steps, work)!r} + [f"run.dir={work}/seq-{{i}}"])
     t = time.perf_counter()
     train(cfg)
     runs.append(time.perf_counter() - t)
@@ -60,23 +69,52 @@ def search(k: int, steps: int, work: Path, cores: int) -> dict:
     doc = {"experiment": "bench", "base": str(REPO / "configs" / "tiny.yaml"), "num_samples": k,
            "resources": {"cpus": 1}, "threads": 1, "max_concurrent_trials": cores, "max_failures": 0,
            "num_to_keep": 1, "storage_path": str(work / "store"), "results_dir": str(work / "results")}
-    search = build_search(doc, overrides=run_settings(steps))
+    search = build_search(doc, overrides=run_settings(steps, work))
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # Tune's progress table; stdout is for the JSON
         outcome = run_search(search, include_dashboard=False, num_cpus=cores)
     wall = time.perf_counter() - t0
     import ray
-    from ray.tune import ExperimentAnalysis
 
     ray.shutdown()
-    trials = ExperimentAnalysis(outcome.experiment_path).trials
-    total = [t.last_result.get("time_total_s", 0.0) for t in trials]
-    report = [t.last_result.get("ray_report_s", 0.0) for t in trials]
-    loop = [t.last_result.get("wall_seconds", 0.0) for t in trials]
-    own = (sum(total) - sum(report)) / min(cores, k)
-    return {"wall_s": wall, "timings_s": outcome.timings, "trial_total_s": total, "trial_loop_s": loop,
-            "trial_report_s": report, "trial_own_time_per_lane_s": own, "ray_overhead_s": wall - own,
+    rows, makespan = trial_timings(outcome.experiment_path)
+    lanes = min(cores, k)
+    own = sum(r["own_s"] for r in rows) / lanes
+    return {"wall_s": wall, "timings_s": outcome.timings, "trials_makespan_s": makespan,
+            "outside_trials_s": wall - makespan, "trials": rows, "trial_own_time_per_lane_s": own,
+            "ray_time_per_lane_s": sum(r["ray_s"] for r in rows) / lanes, "ray_overhead_s": wall - own,
             "ray_overhead_fraction": (wall - own) / own if own else None, "errors": outcome.num_errors}
+
+
+def trial_timings(experiment_path: str) -> tuple[list[dict], float]:
+    """Per trial: start and end (seconds after the first start), own and Ray time; and the makespan."""
+    from ray.tune import ExperimentAnalysis
+
+    rows = []
+    for t in ExperimentAnalysis(experiment_path).trials:
+        meta, last = t.run_metadata, t.last_result
+        if meta.start_time is None or meta.last_result_time is None:
+            raise RuntimeError(f"trial {t.trial_id}: Tune recorded no start or result time")
+        unseen = max(0.0, meta.last_result_time - meta.start_time - last["time_total_s"])  # final report + start-up
+        rows.append({"start_s": meta.start_time, "end_s": meta.last_result_time,
+                     "own_s": last["time_total_s"] - last["ray_report_s"],
+                     "ray_s": last["ray_report_s"] + unseen, "final_report_and_start_up_s": unseen,
+                     "loop_s": last.get("wall_seconds", 0.0)})
+    first_start = min(r["start_s"] for r in rows)
+    makespan = max(r["end_s"] for r in rows) - first_start
+    for r in rows:
+        r["start_s"], r["end_s"] = r["start_s"] - first_start, r["end_s"] - first_start
+    return rows, makespan
+
+
+def warm_cache(work: Path) -> float:
+    """Build the trials' dataset once, untimed by either arm; returns the seconds it took."""
+    from chorus.data.dataset import build_dataset
+    from chorus.trainer.config import load_config
+
+    tick = time.perf_counter()
+    build_dataset(load_config("configs/tiny.yaml", run_settings(1, work)).data, progress=False)
+    return time.perf_counter() - tick
 
 
 def main() -> None:
@@ -87,17 +125,22 @@ def main() -> None:
     args = p.parse_args()
     k, steps = (2, 3) if args.smoke_test else (args.trials, args.steps)
     cores = os.cpu_count() or 1
-    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="chorus-bench-ray-", dir="/tmp"))
+    own_ray_tmp = "RAY_TMPDIR" not in os.environ  # a RAY_TMPDIR the user set is theirs: never delete it
+    if own_ray_tmp:
+        os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="chorus-bench-ray-", dir="/tmp")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     work = Path(tempfile.mkdtemp(prefix="chorus-bench-"))
     try:
+        warm_s = warm_cache(work)
         seq = sequential(k, steps, work)
         par = search(k, steps, work, cores)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
+        if own_ray_tmp:
+            shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
     print(json.dumps({
-        "trials": k, "steps": steps, "cores": cores, "settings": run_settings(steps),
+        "trials": k, "steps": steps, "cores": cores, "settings": run_settings(steps, Path("WORK")),
+        "dataset_warm_up_s": warm_s,
         "sequential": {**seq, "trials_per_hour": 3600 * k / seq["wall_s"]},
         "search": {**par, "trials_per_hour": 3600 * k / par["wall_s"]},
         "search_over_sequential": par["wall_s"] / seq["wall_s"],

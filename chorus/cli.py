@@ -125,12 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("dir", metavar="DIR")
     i.set_defaults(func=cmd_data_info)
 
-    try:
-        from chorus.cluster.commands import register
-    except ImportError:  # the cluster package is optional for local training
-        register = None
-    if register is not None:
-        register(sub)
+    # Part of the package, and it imports no Ray at import time: if it fails, that is a bug to show, not hide.
+    from chorus.cluster.commands import register
+
+    register(sub)
     return parser
 
 

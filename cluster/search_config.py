@@ -24,7 +24,7 @@ from chorus.trainer.config import (
     Config,
     apply_overrides,
     build_dataclass,
-    check_consistency,
+    config_from_dict,
     deep_merge,
     default_config_path,
     read_yaml,
@@ -155,19 +155,7 @@ def _check_dimension(key: str, spec: Any, source: str) -> tuple[str, list[Any]]:
 
 def trial_config(base_config: dict[str, Any], params: dict[str, Any], source: str = "") -> Config:
     """The validated training config of one trial: the base with the sampled values of the space applied."""
-    doc = base_config
-    for key, value in params.items():
-        doc = _set_key(doc, key, value)
-    cfg = build_dataclass(Config, doc, source=source)
-    check_consistency(cfg, source)
-    return cfg
-
-
-def _set_key(doc: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
-    nested: Any = value
-    for part in reversed(key.split(".")):
-        nested = {part: nested}
-    return deep_merge(doc, nested)
+    return config_from_dict(base_config, params, source=source)
 
 
 def _check_space(spec: SearchSpec, base_config: dict[str, Any], source: str) -> None:
@@ -216,8 +204,7 @@ def build_search(doc: dict[str, Any], *, search_file: str | Path | None = None,
         config_doc = deep_merge(config_doc, read_yaml(spec.base))
     config_doc = deep_merge(config_doc, training_doc)
     config_doc = apply_overrides(config_doc, training_sets)
-    cfg = build_dataclass(Config, config_doc, source=source)
-    check_consistency(cfg, source)
+    cfg = config_from_dict(config_doc, source=source)
     # trials run in their own working directories, possibly on other machines: relative paths would break
     cfg.data.cache_dir = _absolute(cfg.data.cache_dir)
     cfg.data.path = _absolute(cfg.data.path)

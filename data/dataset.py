@@ -31,6 +31,7 @@ from filelock import FileLock
 from chorus.data.errors import InputError
 from chorus.data.settings import DataConfig
 from chorus.data.sources import PITCHES, WindowStats, make_windows, read_pieces, sha256_file, source_identity
+from chorus.data.versions import DATA_PACKAGES, versions
 
 FORMAT_VERSION = 1  # bump when the build's output changes for the same settings
 NPZ_NAME = "dataset.npz"
@@ -196,7 +197,7 @@ def _write_dataset(cfg: DataConfig, key: str, out: Path, *, progress: bool) -> N
             "empty_voice": stats.dropped_empty_voice,
             "out_of_range": stats.dropped_out_of_range,
         },
-        "versions": _versions(),
+        "versions": versions(DATA_PACKAGES),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(time.time() - t0, 2),
     }
@@ -212,18 +213,6 @@ def _no_window_reason(pieces, pid: str, cfg: DataConfig) -> str:
     if longest < cfg.steps:
         return f"no window: {longest} steps < {cfg.steps}"
     return f"all windows dropped (empty_voice={cfg.empty_voice}, transpose={cfg.transpose})"
-
-
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"numpy": np.__version__}
-    for name in ("pypianoroll", "music21"):
-        try:
-            from importlib.metadata import version
-
-            out[name] = version(name)
-        except Exception:
-            out[name] = None
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

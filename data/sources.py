@@ -172,8 +172,9 @@ def read_chorales(cfg: DataConfig, *, progress: bool = True) -> SourceResult:
         try:
             score = corpus.parse(name)
             roll, reason = chorale_roll(score, steps_per_beat=cfg.steps_per_beat, beats_per_bar=cfg.beats_per_bar)
-        except Exception as e:  # a corpus file music21 cannot parse: skip it, say why
+        except Exception as e:  # a corpus file music21 cannot parse (or read as rolls): skip it, and say so now
             roll, reason = None, f"unparseable: {type(e).__name__}: {e}"
+            _warn(f"skipping chorale {piece_id}: {reason}")
         if roll is None:
             skipped.append({"path": piece_id, "reason": reason})
         else:
@@ -181,7 +182,9 @@ def read_chorales(cfg: DataConfig, *, progress: bool = True) -> SourceResult:
         if progress and i % PROGRESS_EVERY == 0:
             print(f"chorales: parsed {i}/{len(names)}, kept {len(pieces)}", file=sys.stderr, flush=True)
     if progress:
-        print(f"chorales: kept {len(pieces)} pieces, skipped {len(skipped)}", file=sys.stderr, flush=True)
+        unparseable = sum(s["reason"].startswith("unparseable") for s in skipped)
+        print(f"chorales: kept {len(pieces)} pieces, skipped {len(skipped)} ({unparseable} unparseable; "
+              "each piece's reason is in the manifest)", file=sys.stderr, flush=True)
     return SourceResult(pieces, skipped, list(CHORALE_TRACK_NAMES))
 
 
@@ -333,7 +336,6 @@ def load_array(path: str | Path, *, steps: int, tracks: int) -> tuple[np.ndarray
 
 @dataclass
 class WindowStats:
-    windows: int = 0
     dropped_empty_voice: int = 0
     dropped_out_of_range: int = 0
 
@@ -365,7 +367,6 @@ def make_windows(roll: np.ndarray, cfg: DataConfig, stats: WindowStats | None = 
             stats.dropped_empty_voice += 1
             continue
         out.append(w)
-    stats.windows += len(out)
     if not out:
         return np.zeros((0, cfg.steps, PITCHES, k), dtype=bool)
     return np.stack(out)

@@ -22,6 +22,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
     echo "$want" > "$stamp"
 fi
-.venv/bin/python -c 'import tensorflow, tf_keras, ray, pypianoroll, music21' 2>/dev/null \
+.venv/bin/python -c 'import tensorflow, tf_keras, ray, pypianoroll, music21, boto3, docker, moto.server' 2>/dev/null \
     || { echo "setup: the venv is broken; delete .venv and run again" >&2; exit 1; }
 echo "setup: ready (.venv/bin/chorus)"

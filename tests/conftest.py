@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny config that trains in seconds, with its own dataset cache and run dir."""
+"""Shared fixtures (a tiny config that trains in seconds, with its own dataset cache and run dir), and the rule
+that under CI=true a skipped test is a failed test."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,41 @@ from tests_support import TINY
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
+    return reason.removeprefix("Skipped: ").strip()
+
+
+def _no_silent_skip(report) -> None:
+    """Under CI a skip becomes a failure that says what did not run; elsewhere a skip must say why."""
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    if IN_CI:
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which counts as a failure: {reason or '(no reason given)'}"
+    elif not reason:
+        report.outcome = "failed"
+        report.longrepr = "skipped without a reason: every skip must say why"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    _no_silent_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    report = yield  # a module-level skip (importorskip, allow_module_level) is a skipped collection
+    _no_silent_skip(report)
+    return report
 
 
 @pytest.fixture(scope="session")

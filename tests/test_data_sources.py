@@ -111,6 +111,25 @@ def test_chorales_from_corpus_give_bar_aligned_four_track_windows():
         assert w.any(axis=(1, 2)).all()  # empty_voice=drop: every voice sounds in every window
 
 
+def test_a_chorale_that_fails_to_parse_is_named_on_stderr_and_recorded(monkeypatch, capsys):
+    from music21 import corpus
+
+    real_parse, calls = corpus.parse, []
+
+    def first_one_breaks(name, *args, **kwargs):
+        calls.append(name)
+        if len(calls) == 1:
+            raise ValueError("bad measure 3")
+        return real_parse(name, *args, **kwargs)
+
+    monkeypatch.setattr(corpus, "parse", first_one_breaks)
+    result = read_chorales(DataConfig(max_pieces=1), progress=False)
+    broken = calls[0].split("/")[-1]
+    assert {"path": broken, "reason": "unparseable: ValueError: bad measure 3"} in result.skipped
+    assert f"warning: skipping chorale {broken}: unparseable: ValueError: bad measure 3" in capsys.readouterr().err
+    assert len(result.pieces) == 1 and result.pieces[0].piece_id != broken
+
+
 def test_chorales_need_four_tracks():
     with pytest.raises(InputError, match="data.tracks"):
         read_chorales(DataConfig(tracks=3, max_pieces=1), progress=False)

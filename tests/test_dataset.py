@@ -39,7 +39,8 @@ def test_build_writes_npz_and_manifest(tmp_path):
         assert key in manifest
     assert manifest["counts"]["pieces"] == {"train": 9, "holdout": 3}
     assert manifest["counts"]["windows"] == {"train": 9, "holdout": 3}
-    assert set(manifest["versions"]) == {"numpy", "pypianoroll", "music21"}
+    assert set(manifest["versions"]) == {"python", "numpy", "pypianoroll", "music21"}
+    assert manifest["versions"]["numpy"] == np.__version__
     ds = load_dataset(d)
     assert ds.train.shape == (9, 32, 128, 4) and ds.train.dtype == bool
     assert ds.holdout.shape == (3, 32, 128, 4)

@@ -15,10 +15,13 @@ from tests_support import REPO, TINY, checkpoint_tensors, run_chorus
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 
-def test_mirrored_over_two_logical_cpus(tiny_overrides, tmp_path):
+def test_mirrored_with_xla_over_two_logical_cpus(tiny_overrides, tmp_path):
+    """The default path (jit_compile: true, as in default.yaml) under MirroredStrategy on 2 logical CPUs."""
     proc = run_chorus("train", "--config", str(TINY), *sum((["--set", o] for o in tiny_overrides), []),
-                      "--set", "train.strategy=mirrored", "--set", "train.cpu_devices=2", check=True)
-    assert "mirrored (2 replica(s)" in proc.stderr
+                      "--set", "train.strategy=mirrored", "--set", "train.cpu_devices=2",
+                      "--set", "train.jit_compile=true", check=True)
+    assert "mirrored (2 replica(s)" in proc.stderr and "CPU:1" in proc.stderr
+    assert "not applied" not in proc.stderr
     assert (tmp_path / "run" / "checkpoints" / "ckpt-6.index").is_file()
 
 

@@ -24,12 +24,42 @@ def test_lab_preset_has_the_lab_parameter_counts():
     assert tuple(d.output.shape[1:]) == (1,)
 
 
-def test_upsample_matches_keras_upsampling():
+def test_upsample_matches_keras_upsampling_in_value_and_gradient():
+    """Upsample2x stands in for UpSampling2D so that XLA can compile the gradient: both must agree."""
     from chorus.trainer.model import Upsample2x
-    from chorus.trainer.tfenv import keras
+    from chorus.trainer.tfenv import keras, tf
 
-    x = np.random.default_rng(0).random((2, 3, 4, 5)).astype("float32")
-    np.testing.assert_array_equal(Upsample2x()(x).numpy(), keras.layers.UpSampling2D(2)(x).numpy())
+    x = tf.constant(np.random.default_rng(0).random((2, 3, 4, 5)).astype("float32"))
+    upstream = tf.constant(np.random.default_rng(1).random((2, 6, 8, 5)).astype("float32"))  # a non-uniform dL/dy
+    values, grads = [], []
+    for layer in (Upsample2x(), keras.layers.UpSampling2D(2)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * upstream)
+        values.append(y.numpy())
+        grads.append(tape.gradient(loss, x).numpy())
+    np.testing.assert_array_equal(values[0], values[1])
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+    # The gradient is the sum of upstream over each 2x2 block, not a copy of x: the check has teeth.
+    np.testing.assert_allclose(grads[0], upstream.numpy().reshape(2, 3, 2, 4, 2, 5).sum(axis=(2, 4)), rtol=1e-6)
+
+
+def test_upsample_gradient_compiles_under_xla():
+    from chorus.trainer.model import Upsample2x
+    from chorus.trainer.tfenv import tf
+
+    layer = Upsample2x()
+
+    @tf.function(jit_compile=True)
+    def grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x) ** 2)
+        return tape.gradient(loss, x)
+
+    x = tf.ones((1, 2, 2, 1))
+    np.testing.assert_allclose(grad(x).numpy(), np.full((1, 2, 2, 1), 8.0))  # 4 copies, d(y^2)/dy = 2
 
 
 @pytest.mark.parametrize("name, workers, gpus, expected", [
@@ -59,6 +89,31 @@ def _summary_tags(logdir: Path) -> set[str]:
 
     return {v.tag for f in logdir.glob("events.out.tfevents.*") for e in summary_iterator(str(f))
             for v in e.summary.value}
+
+
+def test_configure_devices_warns_when_it_cannot_apply(capsys):
+    from chorus.trainer.distribute import configure_devices
+    from chorus.trainer.tfenv import tf
+
+    have = len(tf.config.list_logical_devices("CPU"))  # starts the runtime: device settings are now fixed
+    configure_devices(have, 0)
+    assert "not applied" not in capsys.readouterr().err  # nothing asked that is not already so
+    configure_devices(have + 1, 0)
+    err = capsys.readouterr().err
+    assert f"not applied: train.cpu_devices={have + 1} (running with {have} logical CPU(s))" in err
+
+
+@pytest.mark.slow
+def test_tiny_run_with_xla_the_default_path(make_tiny):
+    """default.yaml trains with jit_compile: true; run that path (tiny.yaml turns it off for speed)."""
+    from chorus.trainer import train
+    from chorus.trainer.config import load_config
+
+    assert load_config().train.jit_compile is True
+    result = train(make_tiny("train.jit_compile=true", "train.steps=3"))
+    assert result.step == 3
+    for key in ("d_loss", "g_loss", "gradient_penalty", "music_distance"):
+        assert np.isfinite(result.metrics[key]), key
 
 
 def test_tiny_run_writes_everything_and_reports(tiny_cfg):

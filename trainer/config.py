@@ -140,14 +140,19 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def set_key(doc: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of doc with the dotted key (`train.g_lr`) set to value, creating sections on the way."""
+    nested: Any = value
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    return deep_merge(doc, nested)
+
+
 def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    doc = dict(doc)
+    """`--set key=value` strings applied in order; the values are parsed as YAML."""
     for item in overrides:
         keys, value = parse_override(item)
-        nested: Any = value
-        for part in reversed(keys):
-            nested = {part: nested}
-        doc = deep_merge(doc, nested)
+        doc = set_key(doc, ".".join(keys), value)
     return doc
 
 
@@ -275,17 +280,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     source = ""
     if path is not None:
         path = resolve_config_path(path)
-    if path is not None and path != default_config_path().resolve():
-        doc = deep_merge(doc, read_yaml(path))
-    if path is not None:
         source = f"{path}: "
-    doc = apply_overrides(doc, overrides or [])
-    cfg = build_dataclass(Config, doc, source=source)
-    check_consistency(cfg, source)
-    return cfg
+        if path != default_config_path().resolve():
+            doc = deep_merge(doc, read_yaml(path))
+    return config_from_dict(apply_overrides(doc, overrides or []), source=source)
 
 
-def config_from_dict(doc: dict[str, Any], source: str = "") -> Config:
+def config_from_dict(doc: dict[str, Any], values: dict[str, Any] | None = None, source: str = "") -> Config:
+    """The one place a Config is assembled (the CLI, saved runs, search trials): a document of sections, then
+    `values` as {dotted key: value} on top, validated (types, ranges, cross-field rules)."""
+    for key, value in (values or {}).items():
+        doc = set_key(doc, key, value)
     cfg = build_dataclass(Config, doc, source=source)
     check_consistency(cfg, source)
     return cfg

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 
 from chorus.data.errors import InputError
@@ -46,22 +47,37 @@ def tf_config_workers() -> tuple[int, str | None, int]:
 
 
 def configure_devices(cpu_devices: int, threads: int) -> None:
-    """Split the CPU into logical devices and cap threads. Must run before TensorFlow initialises its runtime."""
-    try:
-        if threads > 0:
+    """Split the CPU into logical devices and cap threads. Must run before TensorFlow initialises its runtime.
+
+    A second run in the same process cannot change them: that is fine when the settings already match, and a
+    warning naming what was not applied otherwise (e.g. `mirrored` would silently run on one device).
+    """
+    not_applied = []
+    if threads > 0:
+        try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-        if cpu_devices > 1:
-            cpu = tf.config.list_physical_devices("CPU")[0]
+        except RuntimeError:
+            if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+                not_applied.append(f"train.threads={threads} (running with "
+                                   f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'})")
+    if cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
             tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
-    except RuntimeError:
-        # Already initialised (a second run in the same process): keep the existing settings.
-        pass
+        except RuntimeError:
+            have = len(tf.config.list_logical_devices("CPU"))
+            if have != cpu_devices:
+                not_applied.append(f"train.cpu_devices={cpu_devices} (running with {have} logical CPU(s))")
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
-            pass
+            if not tf.config.experimental.get_memory_growth(gpu):
+                not_applied.append(f"memory growth on {gpu.name}")
+    if not_applied:
+        print(f"warning: TensorFlow was already initialised in this process; not applied: {'; '.join(not_applied)}",
+              file=sys.stderr, flush=True)
 
 
 def resolve_strategy_name(name: str, n_workers: int, n_gpus: int) -> str:
@@ -77,6 +93,9 @@ def choose_strategy(name: str) -> Distribution:
     # must configure collective ops before that.
     name = resolve_strategy_name(name, n_workers, len(tf.config.list_physical_devices("GPU")))
     if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise InputError("train.strategy: multi_worker needs TF_CONFIG (the cluster's workers and this task's "
+                             "place), which is not set; use auto, default or mirrored on one machine")
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         resolver = strategy.cluster_resolver
         has_chief = "chief" in resolver.cluster_spec().as_dict()

@@ -1,7 +1,9 @@
 """One training run: train(config, report=..., resume_from=...) -> RunResult.
 
-Phases: set up devices and strategy -> find what to resume -> data -> models -> restore -> loop
-(iterate, log, evaluate, sample, checkpoint, report) -> final result. Only the chief writes files.
+`set_up` does everything before the first step (devices, strategy, what to resume, data, models, restore, run
+dir, input pipeline) and returns a `Session`. `train` is then a flat loop whose blocks each have one concern:
+iterate, log, evaluate, samples, checkpoint and report; each block that needs more than a few lines is a function
+here that reads on its own. Only the chief writes files.
 """
 from __future__ import annotations
 
@@ -11,14 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from chorus.data.dataset import build_dataset, load_dataset
+from chorus.data.dataset import Dataset, build_dataset, load_dataset
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
 from chorus.data.pipeline import make_dataset
 from chorus.trainer import checkpoints as ckpts
 from chorus.trainer.config import Config, dump_config
-from chorus.trainer.distribute import choose_strategy, configure_devices
+from chorus.trainer.distribute import Distribution, choose_strategy, configure_devices
 from chorus.trainer.evaluation import binarize, evaluate, fixed_inputs, summarize_holdout
 from chorus.trainer.gan import WGANGP
 from chorus.trainer.rundir import (
@@ -76,9 +79,33 @@ def fmt_seconds(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def train(config: Config, *, report: Callable[[Report], None] | None = None,
-          resume_from: str | None = None) -> RunResult:
-    cfg = config
+@dataclass
+class Session:
+    """Everything set up for a run's loop; built by set_up."""
+    cfg: Config
+    dist: Distribution
+    run_dir: Path
+    config_yaml: str
+    data: Dataset  # train and holdout windows
+    gan: WGANGP
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    ckpt_dir: Path
+    iterator: Any  # over the distributed input pipeline, starting at the restored data position
+    holdout_summary: dict[str, Any]  # the holdout's metrics, computed once
+    sample_melody: Any  # fixed holdout melodies and noise: samples across steps are comparable
+    sample_z: Any
+    sample_real: Any  # the holdout's own harmonizations of those melodies, written beside the samples
+    writer: Any  # TensorBoard writer (chief), else None
+    start_step: int
+
+    @property
+    def chief(self) -> bool:
+        return self.dist.is_chief
+
+
+def set_up(cfg: Config, resume_from: str | None = None) -> Session:
+    """Devices and strategy, what to resume, data, models (restored), run dir files, input pipeline."""
     t = cfg.train
     # --- system: devices, strategy, who is chief
     configure_devices(t.cpu_devices, t.threads)
@@ -113,6 +140,8 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
         gan.g_opt.learning_rate.assign(t.g_lr)
         gan.d_opt.learning_rate.assign(t.d_lr)
     start_step = int(gan.step.numpy())
+
+    # --- run dir: config, versions, metrics cut back to the restored step; checkpoint manager
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.yaml", config_yaml)
@@ -133,78 +162,114 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
     dist_ds = dist.strategy.distribute_datasets_from_function(
         lambda ctx: make_dataset(data.train, global_batch=t.batch_size, seed=t.seed, start_batch=start_batch,
                                  num_replicas=dist.num_replicas, input_context=ctx))
-    iterator = iter(dist_ds)
 
-    holdout_summary = summarize_holdout(data.holdout, cfg)
+    # --- what evaluation and samples compare against
     sample_melody, sample_z = fixed_inputs(data.holdout, cfg.sample.num, cfg.sample.seed, gan.z_shape)
-    sample_real = real_harmonizations(data.holdout, sample_melody)  # written beside the samples, to compare
-    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
+    return Session(
+        cfg=cfg, dist=dist, run_dir=run_dir, config_yaml=config_yaml, data=data, gan=gan, checkpoint=checkpoint,
+        manager=manager, ckpt_dir=ckpt_dir, iterator=iter(dist_ds),
+        holdout_summary=summarize_holdout(data.holdout, cfg), sample_melody=sample_melody, sample_z=sample_z,
+        sample_real=real_harmonizations(data.holdout, sample_melody),
+        writer=tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None,
+        start_step=start_step)
 
-    # --- the loop
+
+def log_progress(s: Session, row: dict[str, float]) -> None:
+    """Chief: one line on stderr and the train/ scalars in TensorBoard."""
+    t, step, rate = s.cfg.train, row["step"], row["samples_per_sec"]
+    eta = (t.steps - step) * (t.n_critic + 1) * t.batch_size / rate if rate else 0.0
+    log(f"step {step}/{t.steps} | d_loss {row['d_loss']:.3f} g_loss {row['g_loss']:.3f} "
+        f"W {row['wasserstein']:.3f} gp {row['gradient_penalty']:.3f} | {rate:.1f} samples/s | eta {fmt_seconds(eta)}")
+    with s.writer.as_default(step=step):
+        for k, v in row.items():
+            if k != "step":
+                tf.summary.scalar(f"train/{k}", v)
+
+
+def evaluate_now(s: Session, step: int) -> dict[str, float]:
+    """Generated samples vs the holdout's music metrics (every worker: generating is collective); the chief logs."""
+    result = evaluate(s.gan.generate, s.data.holdout, s.cfg, s.gan.z_shape, s.holdout_summary)
+    flat = result.flat()
+    if s.chief:
+        log(f"step {step}: music_distance {result.music_distance:.4f}")
+        with s.writer.as_default(step=step):
+            for k, v in flat.items():
+                tf.summary.scalar(f"eval/{k}", v)
+    return flat
+
+
+def write_step_samples(s: Session, step: int) -> None:
+    """MIDI + PNG + WAV of the fixed melodies beside the real harmonizations, and TensorBoard audio; every worker
+    runs the generator (its BatchNorm read is collective)."""
+    rolls = binarize(s.gan.generate(s.sample_melody, s.sample_z), s.cfg.sample.threshold)
+    if s.chief:
+        write_samples(rolls, s.run_dir / "samples" / f"step-{step:06d}", s.cfg, title=f"step {step}",
+                      real=s.sample_real, tensorboard=s.writer, step=step)
+
+
+def save_checkpoint(s: Session, step: int, export: bool) -> tuple[str, str | None]:
+    """Every worker saves (collective); only the chief's is kept. Returns (prefix, exported dir or None)."""
+    prefix = s.manager.save(checkpoint_number=step)
+    if not s.chief:
+        if not s.cfg.train.keep_worker_checkpoints:
+            shutil.rmtree(s.ckpt_dir, ignore_errors=True)
+        return prefix, None
+    if not export:
+        return prefix, None
+    return prefix, str(ckpts.export_checkpoint(prefix, s.run_dir / "export" / "latest", s.config_yaml))
+
+
+def train(config: Config, *, report: Callable[[Report], None] | None = None,
+          resume_from: str | None = None) -> RunResult:
+    s = set_up(config, resume_from)
+    t, gan = s.cfg.train, s.gan
     samples_per_iteration = (t.n_critic + 1) * t.batch_size
-    step, last_eval, last_prefix, row = start_step, {}, None, {}
+    step, last_eval, last_prefix, row = s.start_step, {}, None, {}
     train_seconds, timed_iterations, loop_start = 0.0, 0, time.time()
     while step < t.steps:
+        # --- one iteration: n_critic critic steps and one generator step
         tick = time.perf_counter()
-        losses = gan.train_iteration(iterator)
-        losses = {k: float(v) for k, v in losses.items()}  # waits for the step to finish
+        losses = {k: float(v) for k, v in gan.train_iteration(s.iterator).items()}  # waits for the step
         elapsed = time.perf_counter() - tick
         step = int(gan.step.numpy())
-        if step > start_step + 1:  # the first iteration includes tracing and compilation
+        if step > s.start_step + 1:  # the first iteration includes tracing and compilation
             train_seconds += elapsed
             timed_iterations += 1
         rate = samples_per_iteration * timed_iterations / train_seconds if train_seconds else 0.0
         row = {"step": step, **losses, "samples_per_sec": rate, "wall_seconds": time.time() - loop_start}
         last = step >= t.steps
-
-        if step % t.log_every == 0 or last:
-            if chief:
-                eta = (t.steps - step) * samples_per_iteration / rate if rate else 0.0
-                log(f"step {step}/{t.steps} | d_loss {losses['d_loss']:.3f} g_loss {losses['g_loss']:.3f} "
-                    f"W {losses['wasserstein']:.3f} gp {losses['gradient_penalty']:.3f} | "
-                    f"{rate:.1f} samples/s | eta {fmt_seconds(eta)}")
-                with writer.as_default(step=step):
-                    for k, v in row.items():
-                        if k != "step":
-                            tf.summary.scalar(f"train/{k}", v)
-
+        log_now = step % t.log_every == 0 or last
         eval_now = step % t.eval_every == 0 or last
+        checkpoint_now = step % t.checkpoint_every == 0 or last
+
+        # --- log
+        if s.chief and log_now:
+            log_progress(s, row)
+
+        # --- evaluate on the holdout; the metrics row carries the evaluation of this step
         if eval_now:
-            result = evaluate(gan.generate, data.holdout, cfg, gan.z_shape, holdout_summary)
-            last_eval = result.flat()
-            if chief:
-                log(f"step {step}: music_distance {result.music_distance:.4f}")
-                with writer.as_default(step=step):
-                    for k, v in last_eval.items():
-                        tf.summary.scalar(f"eval/{k}", v)
-        if chief and (step % t.log_every == 0 or eval_now):
-            append_metrics(run_dir, {**row, **(last_eval if eval_now else {})})
+            last_eval = evaluate_now(s, step)
+        if s.chief and (log_now or eval_now):
+            append_metrics(s.run_dir, {**row, **(last_eval if eval_now else {})})
 
+        # --- samples
         if step % t.sample_every == 0 or last:
-            # Every worker runs the generator: reading its BatchNorm statistics is a collective op.
-            rolls = binarize(gan.generate(sample_melody, sample_z), cfg.sample.threshold)
-            if chief:
-                write_samples(rolls, run_dir / "samples" / f"step-{step:06d}", cfg, title=f"step {step}",
-                              real=sample_real, tensorboard=writer, step=step)
+            write_step_samples(s, step)
 
+        # --- checkpoint, then report to the caller (Ray Tune) with a self-contained copy it may keep
         exported = None
-        if step % t.checkpoint_every == 0 or last:
-            last_prefix = manager.save(checkpoint_number=step)  # every worker saves; only the chief's is kept
-            if not chief and not t.keep_worker_checkpoints:
-                shutil.rmtree(ckpt_dir, ignore_errors=True)
-            elif report is not None:
-                exported = str(ckpts.export_checkpoint(last_prefix, run_dir / "export" / "latest", config_yaml))
-
-        if report is not None and (eval_now or exported or step % t.checkpoint_every == 0 or last):
-            report(Report(step=step, metrics={**row, **last_eval}, checkpoint=exported, is_chief=chief,
-                          run_dir=str(run_dir)))
+        if checkpoint_now:
+            last_prefix, exported = save_checkpoint(s, step, export=report is not None)
+        if report is not None and (eval_now or checkpoint_now):
+            report(Report(step=step, metrics={**row, **last_eval}, checkpoint=exported, is_chief=s.chief,
+                          run_dir=str(s.run_dir)))
         if exported:
             shutil.rmtree(exported, ignore_errors=True)
 
-    if writer is not None:
-        writer.flush()
-    if chief and timed_iterations:
-        rate = samples_per_iteration * timed_iterations / train_seconds
-        log(f"chorus: finished at step {step} in {run_dir}; {rate:.1f} samples/s after warm-up")
-    return RunResult(run_dir=str(run_dir), step=step, metrics={**row, **last_eval},
-                     checkpoint=last_prefix or ckpts.latest_checkpoint(run_dir))
+    if s.writer is not None:
+        s.writer.flush()
+    if s.chief and timed_iterations:
+        log(f"chorus: finished at step {step} in {s.run_dir}; "
+            f"{samples_per_iteration * timed_iterations / train_seconds:.1f} samples/s after warm-up")
+    return RunResult(run_dir=str(s.run_dir), step=step, metrics={**row, **last_eval},
+                     checkpoint=last_prefix or ckpts.latest_checkpoint(s.run_dir))

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +9,7 @@ import yaml
 
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
-
-PACKAGES = ("chorus", "tensorflow", "tf-keras", "numpy", "pypianoroll", "music21", "ray")
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+from chorus.data.versions import versions
 
 
 def versions_text() -> str:
