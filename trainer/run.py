@@ -15,12 +15,13 @@ from pathlib import Path
 from chorus.data.dataset import build_dataset, load_dataset
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
-from chorus.data.pipeline import make_dataset
+from chorus.data.pipeline import make_dataset, outside_window
 from chorus.trainer import checkpoints as ckpts
 from chorus.trainer.config import Config, dump_config
 from chorus.trainer.distribute import choose_strategy, configure_devices
 from chorus.trainer.evaluation import binarize, evaluate, fixed_inputs, summarize_holdout
 from chorus.trainer.gan import WGANGP
+from chorus.trainer.model import pipeline_options
 from chorus.trainer.rundir import (
     append_metrics,
     check_resumable,
@@ -102,6 +103,10 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
     # --- data
     data = load_training_data(cfg, verbose=chief)
     check_data_shape(data, cfg)
+    dropped = int(outside_window(data.train, cfg.model.pitch_low, cfg.model.pitch_window).sum())
+    if dropped == len(data.train):
+        raise InputError(f"model.pitch_low: every training window has notes outside pitches {cfg.model.pitch_low}.."
+                         f"{cfg.model.pitch_low + cfg.model.pitch_window - 1}; widen model.pitch_window")
 
     # --- models, optimizers and state, then restore
     gan = WGANGP(cfg, dist)
@@ -120,7 +125,8 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
         truncate_metrics(run_dir, start_step)
         log(f"chorus: {'resuming at step ' + str(start_step) if resume_prefix else 'new run'} in {run_dir} | "
             f"strategy {dist.describe()} | {len(data.train)} train / {len(data.holdout)} holdout windows | "
-            f"generator {gan.generator.count_params():,} + critic {gan.critic.count_params():,} parameters")
+            f"generator {gan.generator.count_params():,} + critic {gan.critic.count_params():,} parameters"
+            + (f" | {dropped} train windows outside the pitch window dropped" if dropped else ""))
     ckpt_dir = ckpts.chief_or_temp_dir(run_dir, chief, dist.worker_index)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=t.keep_checkpoints,
                                          checkpoint_name="ckpt")
@@ -132,7 +138,7 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
     start_batch = int(gan.data_position.numpy())
     dist_ds = dist.strategy.distribute_datasets_from_function(
         lambda ctx: make_dataset(data.train, global_batch=t.batch_size, seed=t.seed, start_batch=start_batch,
-                                 num_replicas=dist.num_replicas, input_context=ctx))
+                                 num_replicas=dist.num_replicas, input_context=ctx, **pipeline_options(cfg)))
     iterator = iter(dist_ds)
 
     holdout_summary = summarize_holdout(data.holdout, cfg)
