@@ -23,13 +23,8 @@ normalised) maps to a 6-D tonal centroid on the circles of fifths, minor thirds 
 For a track pair: the mean, over the beats where both tracks sound, of the Euclidean distance between their
 centroids (0 = same harmony, larger = weaker harmonic relation, at most 3). NaN if no beat has both.
 
-music_distance: one scalar, lower = closer to the reference (holdout) set; a hyperparameter search minimises it.
-For every per-track metric and track, and every tonal-distance pair, take the 1-D Wasserstein-1 distance between
-the finite per-sample values of the generated and the reference set, divided by max(std of the reference values,
-floor) with floors 0.05 for rates, 0.25 for used pitch classes and 0.1 for tonal distance; the result is the mean
-of these terms. A side with no finite value (e.g. QN of a model that plays nothing) stands in as one value at the
-end of the metric's range farthest from the other side's mean, so silence scores a large distance, never NaN; if
-both sides have none, the term is 0.
+The search objective, music_distance, and its musical features live in data.objective; summarize() adds the
+means of those features (per voice, per voice pair, per sample) to the table.
 """
 from __future__ import annotations
 
@@ -37,13 +32,9 @@ from itertools import combinations
 
 import numpy as np
 
-PER_TRACK = ("empty_bar_rate", "used_pitch_classes", "qualified_note_rate", "polyphonic_rate", "in_scale_rate")
+from chorus.data import objective
 
-# Range of each metric (for standing in for a side with no finite value) and the floor of its scale in music_distance.
-RANGES = {m: (0.0, 1.0) for m in PER_TRACK} | {"used_pitch_classes": (0.0, 12.0)}
-SCALE_FLOORS = {m: 0.05 for m in PER_TRACK} | {"used_pitch_classes": 0.25}
-TD_RANGE = (0.0, 3.0)  # centroids lie in discs of radii 1, 1, 0.5, so two are at most sqrt(4 + 4 + 1) apart
-TD_SCALE_FLOOR = 0.1
+PER_TRACK = ("empty_bar_rate", "used_pitch_classes", "qualified_note_rate", "polyphonic_rate", "in_scale_rate")
 
 MAJOR_STEPS = (0, 2, 4, 5, 7, 9, 11)
 # SCALES[t, c]: pitch class c belongs to the major scale on tonic t.
@@ -58,11 +49,7 @@ PHI = np.stack([
 ])
 
 
-def _binarize(rolls) -> np.ndarray:
-    rolls = np.asarray(rolls)
-    if rolls.ndim != 4:
-        raise ValueError(f"rolls must be shaped (N, T, P, K), got {rolls.shape}")
-    return rolls > 0
+_binarize = objective.binarize
 
 
 def _ratio(num, den) -> np.ndarray:
@@ -168,9 +155,11 @@ def _pair_names(names: list[str]) -> dict[tuple[int, int], str]:
 
 
 def summarize(rolls, *, steps_per_bar=16, steps_per_beat=4, qualified_min_steps=2, track_names=None) -> dict:
-    """JSON-ready means over samples: {"per_track": {name: {metric: mean}}, "tonal_distance": {pair: mean}, "n": N}.
+    """JSON-ready means over samples: {"per_track": {name: {metric: mean}}, "tonal_distance": {pair: mean},
+    "pairs": {pair: {feature: mean}}, "sample": {feature: mean}, "n": N}.
 
-    Means skip NaN samples; a mean with no finite sample is None.
+    per_track holds the metrics above and data.objective's per-voice features; pairs and sample hold its pair and
+    whole-sample features. Means skip NaN samples; a mean with no finite sample is None.
     """
     rolls = _binarize(rolls)
     k = rolls.shape[3]
@@ -179,63 +168,21 @@ def summarize(rolls, *, steps_per_bar=16, steps_per_beat=4, qualified_min_steps=
         raise ValueError(f"track_names has {len(names)} names for {k} tracks")
     per = per_sample_track_metrics(rolls, steps_per_bar=steps_per_bar, qualified_min_steps=qualified_min_steps)
     td = tonal_distance(rolls, steps_per_beat=steps_per_beat)
+    feats = objective.feature_means(rolls, steps_per_bar=steps_per_bar, steps_per_beat=steps_per_beat)
     pairs = _pair_names(names)
     return {
-        "per_track": {name: {m: _mean(per[m][:, t]) for m in PER_TRACK} for t, name in enumerate(names)},
+        "per_track": {name: {m: _mean(per[m][:, t]) for m in PER_TRACK} | feats["voices"][t]
+                      for t, name in enumerate(names)},
         "tonal_distance": {pairs[pair]: _mean(values) for pair, values in td.items()},
+        "pairs": {pairs[pair]: values for pair, values in feats["pairs"].items()},
+        "sample": feats["sample"],
         "n": int(rolls.shape[0]),
     }
 
 
-def wasserstein_1d(a, b) -> float:
-    """Wasserstein-1 distance between two 1-D samples (sizes may differ): integral over u of |Qa(u) - Qb(u)|."""
-    a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
-    if a.size == 0 or b.size == 0:
-        raise ValueError("wasserstein_1d needs at least one value on each side")
-    # Both quantile functions are steps that change only at i / len; between breakpoints they are constant.
-    u = np.union1d(np.arange(1, a.size + 1) / a.size, np.arange(1, b.size + 1) / b.size)
-    width = np.diff(u, prepend=0.0)
-    mid = u - width / 2
-    qa = a[np.minimum((mid * a.size).astype(int), a.size - 1)]
-    qb = b[np.minimum((mid * b.size).astype(int), b.size - 1)]
-    return float(np.sum(width * np.abs(qa - qb)))
-
-
-def _scaled_w1(gen: np.ndarray, ref: np.ndarray, value_range: tuple[float, float], floor: float) -> float:
-    """W1 between the finite values of gen and ref over max(std of ref, floor); see the module docstring."""
-    gen, ref = gen[np.isfinite(gen)], ref[np.isfinite(ref)]
-    if gen.size == 0 and ref.size == 0:
-        return 0.0
-
-    def far_end(other: np.ndarray) -> np.ndarray:
-        lo, hi = value_range
-        return np.array([lo if other.mean() - lo > hi - other.mean() else hi])
-
-    gen = gen if gen.size else far_end(ref)
-    ref = ref if ref.size else far_end(gen)
-    return wasserstein_1d(gen, ref) / max(float(ref.std()), floor)
-
-
-def music_distance(gen_rolls, ref_rolls, *, steps_per_bar=16, steps_per_beat=4, qualified_min_steps=2) -> float:
-    """Mean scaled W1 distance of every per-track metric and tonal-distance pair; 0 = same as ref, lower = closer."""
-    gen_rolls, ref_rolls = _binarize(gen_rolls), _binarize(ref_rolls)
-    if gen_rolls.shape[3] != ref_rolls.shape[3]:
-        raise ValueError(f"generated rolls have {gen_rolls.shape[3]} tracks, reference {ref_rolls.shape[3]}")
-    bar_kw = dict(steps_per_bar=steps_per_bar, qualified_min_steps=qualified_min_steps)
-    gen, ref = per_sample_track_metrics(gen_rolls, **bar_kw), per_sample_track_metrics(ref_rolls, **bar_kw)
-    terms = [
-        _scaled_w1(gen[m][:, t], ref[m][:, t], RANGES[m], SCALE_FLOORS[m])
-        for m in PER_TRACK
-        for t in range(ref_rolls.shape[3])
-    ]
-    gen_td = tonal_distance(gen_rolls, steps_per_beat=steps_per_beat)
-    ref_td = tonal_distance(ref_rolls, steps_per_beat=steps_per_beat)
-    terms += [_scaled_w1(gen_td[pair], ref_td[pair], TD_RANGE, TD_SCALE_FLOOR) for pair in ref_td]
-    return float(np.mean(terms))
-
-
 def format_table(gen_summary: dict, ref_summary: dict) -> str:
-    """Aligned text table of two summaries: one row per track x metric, then the tonal-distance rows."""
+    """Aligned text table of two summaries: one row per track x metric, the tonal-distance rows, the voice-pair
+    feature rows, then the whole-sample feature rows."""
 
     def number(x) -> str:
         return "-" if x is None or x != x else f"{x:.3f}"  # x != x catches NaN
@@ -246,6 +193,11 @@ def format_table(gen_summary: dict, ref_summary: dict) -> str:
             rows.append((track, metric, g, ref_summary["per_track"].get(track, {}).get(metric)))
     for pair, g in gen_summary["tonal_distance"].items():
         rows.append((pair, "tonal_distance", g, ref_summary["tonal_distance"].get(pair)))
+    for pair, features in gen_summary.get("pairs", {}).items():
+        for feature, g in features.items():
+            rows.append((pair, feature, g, ref_summary.get("pairs", {}).get(pair, {}).get(feature)))
+    for feature, g in gen_summary.get("sample", {}).items():
+        rows.append(("all", feature, g, ref_summary.get("sample", {}).get(feature)))
 
     header = ("track", "metric", f"generated (n={gen_summary['n']})", f"holdout (n={ref_summary['n']})", "|diff|")
     cells = [header] + [

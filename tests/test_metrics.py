@@ -6,17 +6,15 @@ import sys
 import numpy as np
 import pytest
 
-from chorus.data import metrics
 from chorus.data.metrics import (
     PER_TRACK,
     estimate_key,
     format_table,
-    music_distance,
     per_sample_track_metrics,
     summarize,
     tonal_distance,
-    wasserstein_1d,
 )
+from chorus.data.objective import PAIR_FEATURES, SAMPLE_FEATURES, VOICE_FEATURES
 
 C4, CS4, D4, E4, F4, FS4, G4, A4, B4, C5 = 60, 61, 62, 64, 65, 66, 67, 69, 71, 72
 
@@ -150,14 +148,6 @@ def test_tonal_distance_only_counts_beats_where_both_tracks_sound():
     assert np.isnan(td[(0, 2)][0]) and np.isnan(td[(1, 2)][0])  # track 2 never sounds
 
 
-def test_wasserstein_1d_by_hand():
-    # Quantiles of [0, 1]: 0 on (0, 1/2], 1 on (1/2, 1]; of [0.5]: 0.5 everywhere -> 0.5 * 0.5 + 0.5 * 0.5 = 0.5.
-    assert wasserstein_1d([0.0, 1.0], [0.5]) == pytest.approx(0.5)
-    # [0, 0, 1] vs [0, 1]: the quantiles differ (by 1) only on (1/2, 2/3] -> 1/6.
-    assert wasserstein_1d([1.0, 0.0, 0.0], [0.0, 1.0]) == pytest.approx(1 / 6)
-    assert wasserstein_1d([3.0, 1.0], [1.0, 3.0]) == 0.0
-
-
 def chorales(n, seed, steps=32):
     """Structured stand-in data: 4 monophonic voices walking on the C major scale in notes of 2-4 steps."""
     rng = np.random.default_rng(seed)
@@ -174,36 +164,14 @@ def chorales(n, seed, steps=32):
     return rolls
 
 
-def test_music_distance_ranks_noise_and_silence_far_from_structure():
-    ref, other = chorales(32, seed=0), chorales(32, seed=1)
-    noise = np.random.default_rng(2).random(ref.shape) < 0.02
-    silence = np.zeros_like(ref)
-    assert music_distance(ref, ref) == 0.0
-    close = music_distance(other, ref)
-    assert 0 < close < 1 and music_distance(ref, other) > 0
-    assert music_distance(noise, ref) > 5 * close
-    far = music_distance(silence, ref)
-    assert np.isfinite(far) and far > 5 * close
-    assert music_distance(other, ref) == close  # deterministic
-
-
-def test_music_distance_when_a_side_has_no_finite_values():
-    # Reference QN is 1.0 everywhere (std 0 -> floor 0.05); a silent model has no QN, so it stands in as the far
-    # end of [0, 1] from 1.0, i.e. 0.0: W1 = 1.0, term = 1 / 0.05 = 20.
-    ref = play(empty(steps=16), C4, 0, 16)
-    silent = empty(steps=16)
-    term = metrics._scaled_w1
-    assert term(np.array([np.nan]), np.array([1.0]), (0.0, 1.0), 0.05) == pytest.approx(20.0)
-    assert term(np.array([np.nan]), np.array([np.nan]), (0.0, 1.0), 0.05) == 0.0
-    assert np.isfinite(music_distance(silent, ref)) and np.isfinite(music_distance(ref, silent))
-
-
 def test_summarize_is_json_ready_and_names_pairs():
     rolls = chorales(4, seed=3)
     summary = summarize(rolls, track_names=["soprano", "alto", "tenor", "bass"])
     json.dumps(summary, allow_nan=False)  # strict JSON: no NaN anywhere
-    assert summary["n"] == 4 and set(summary["per_track"]["alto"]) == set(PER_TRACK)
+    assert summary["n"] == 4 and set(summary["per_track"]["alto"]) == set(PER_TRACK) | set(VOICE_FEATURES)
     assert list(summary["tonal_distance"]) == ["S-A", "S-T", "S-B", "A-T", "A-B", "T-B"]
+    assert list(summary["pairs"]) == list(summary["tonal_distance"]) and set(summary["sample"]) == set(SAMPLE_FEATURES)
+    assert summary["pairs"]["S-B"]["crossing"] < 0.05 and summary["pairs"]["S-B"]["spacing"] > 5  # bass below
     assert summary["per_track"]["bass"]["in_scale_rate"] == 1.0
 
     silent = summarize(np.zeros((2, 16, 128, 2), bool))  # default names share an initial -> full names
@@ -218,11 +186,14 @@ def test_format_table_rows_and_alignment():
     ref = summarize(chorales(4, seed=4), track_names=names)
     table = format_table(gen, ref)
     lines = table.splitlines()
-    assert len(lines) == 1 + 4 * len(PER_TRACK) + 6
+    rows = 4 * (len(PER_TRACK) + len(VOICE_FEATURES)) + 6 + 6 * len(PAIR_FEATURES) + len(SAMPLE_FEATURES)
+    assert len(lines) == 1 + rows
     assert "generated (n=2)" in lines[0] and "holdout (n=4)" in lines[0] and "|diff|" in lines[0]
     eb = next(line for line in lines if line.startswith("soprano") and "empty_bar_rate" in line)
     assert eb.split()[-3:] == ["1.000", "0.000", "1.000"]
-    assert lines[-1].startswith("T-B") and lines[-1].split()[-3:][0] == "-"  # silent -> no tonal distance
+    td = [line for line in lines if "tonal_distance" in line]
+    assert td[-1].startswith("T-B") and td[-1].split()[-3:][0] == "-"  # silent -> no tonal distance
+    assert lines[-1].startswith("all") and "pitch_classes" in lines[-1]
     assert len({len(line) for line in lines[1:] if not line.endswith("-")}) == 1  # numbers right-aligned
 
 
@@ -231,8 +202,6 @@ def test_bad_shapes_fail_loudly():
         per_sample_track_metrics(np.zeros((16, 128, 4)))
     with pytest.raises(ValueError, match="no whole bar"):
         per_sample_track_metrics(np.zeros((1, 8, 128, 1)))
-    with pytest.raises(ValueError, match="tracks"):
-        music_distance(np.zeros((1, 16, 128, 2)), np.zeros((1, 16, 128, 4)))
 
 
 def test_metrics_import_neither_tensorflow_nor_trainer():

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from chorus.data import metrics
+from chorus.data import metrics, objective
 from chorus.trainer.config import Config
 
 
@@ -41,13 +41,17 @@ class Evaluation:
     generated: dict[str, Any]  # metrics.summarize of the generated samples
     holdout: dict[str, Any]  # metrics.summarize of the holdout windows
     music_distance: float
+    groups: dict[str, float] | None = None  # music_distance broken down by musical group (objective.group_distances)
+    version: int = objective.MUSIC_DISTANCE_VERSION  # values of different versions never compare
 
     def flat(self) -> dict[str, float]:
-        """Flat float metrics for metrics.jsonl, TensorBoard and Ray."""
-        out = {"music_distance": float(self.music_distance)}
+        """Flat float metrics for metrics.jsonl, TensorBoard and Ray (per-track metrics, not the feature means)."""
+        out = {"music_distance": float(self.music_distance), "music_distance_version": self.version}
+        out |= {f"music_distance_{g}": float(v) for g, v in (self.groups or {}).items()}
         for track, values in self.generated["per_track"].items():
             for name, value in values.items():
-                if value is not None:  # None: undefined, e.g. the note rate of a silent track
+                # None: undefined, e.g. the note rate of a silent track; feature means stay in the JSON only.
+                if name in metrics.PER_TRACK and value is not None:
                     out[f"{track}_{name}"] = float(value)
         for pair, value in self.generated["tonal_distance"].items():
             if value is not None:
@@ -55,7 +59,8 @@ class Evaluation:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"music_distance": float(self.music_distance), "generated": self.generated, "holdout": self.holdout}
+        return {"music_distance": float(self.music_distance), "music_distance_version": self.version,
+                "music_distance_groups": self.groups, "generated": self.generated, "holdout": self.holdout}
 
     def table(self) -> str:
         return metrics.format_table(self.generated, self.holdout)
@@ -80,8 +85,11 @@ def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: 
     names = cfg.sample.track_names
     if holdout_summary is None:
         holdout_summary = summarize_holdout(holdout, cfg)
+    terms = objective.distance_terms(generated, holdout, steps_per_bar=cfg.data.steps_per_bar,
+                                     steps_per_beat=cfg.data.steps_per_beat)
     return Evaluation(
         generated=metrics.summarize(generated, track_names=names, **settings),
         holdout=holdout_summary,
-        music_distance=float(metrics.music_distance(generated, holdout, **settings)),
+        music_distance=objective.aggregate(terms),
+        groups=objective.group_distances(terms),
     )
