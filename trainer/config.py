@@ -42,9 +42,9 @@ class TrainConfig:
     batch_size: int = field(default=32, metadata={"min": 1})
     n_critic: int = field(default=5, metadata={"min": 1})
     gp_weight: float = field(default=10.0, metadata={"min": 0.0})
-    d_lr: float = field(default=1e-4, metadata={"min_exclusive": 0.0})
-    g_lr: float = field(default=1e-4, metadata={"min_exclusive": 0.0})
-    beta1: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    d_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
+    g_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
+    beta1: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
     beta2: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
     strategy: str = field(default="auto", metadata={"choices": ["auto", "default", "mirrored", "multi_worker"]})
     jit_compile: bool = True
