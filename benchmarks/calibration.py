@@ -3,6 +3,8 @@
     python benchmarks/calibration.py                          # all chorales (cold cache: ~2 min to parse)
     python benchmarks/calibration.py --set data.max_pieces=80  # faster, noisier
     python benchmarks/calibration.py --seeds 3                 # repeat with other samples: min / max of each row
+    python benchmarks/calibration.py --untrained               # also the untrained default generator (imports TF)
+    python benchmarks/calibration.py --smoke-test              # 12 pieces, n = 16: checks that it runs
 
 Prints a Markdown table (the README's) and the time one music_distance call takes (64 samples vs the holdout).
 """
@@ -15,26 +17,43 @@ import numpy as np
 
 from chorus.data.calibration import calibrate, format_rows
 from chorus.data.dataset import build_dataset, load_dataset
-from chorus.data.objective import MUSIC_DISTANCE_VERSION, music_distance
+from chorus.data.objective import MUSIC_DISTANCE_VERSION, features, music_distance
 from chorus.trainer.config import load_config
 
 
-def gflops() -> float:
-    """The machine's matmul speed right now (it moves a lot on a shared host)."""
-    a = np.random.default_rng(0).standard_normal((512, 512), dtype=np.float32)
+def numpy_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """numpy's matmul speed right now (it moves a lot on a shared host); the objective runs in numpy."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    a @ a
     t = time.perf_counter()
-    for _ in range(10):
+    for _ in range(repeats):
         a @ a
-    return 10 * 2 * 512**3 / (time.perf_counter() - t) / 1e9
+    return repeats * 2 * n**3 / (time.perf_counter() - t) / 1e9
+
+
+def untrained_distance(cfg, holdout: np.ndarray) -> float:
+    """music_distance of the config's generator with its seeded initial weights (training's step 0)."""
+    from chorus.trainer.evaluation import evaluate
+    from chorus.trainer.model import build_generator, generate_batched, z_shape
+    from chorus.trainer.tfenv import keras
+
+    keras.utils.set_random_seed(cfg.train.seed)  # as trainer.gan.WGANGP seeds its initialisers
+    generator = build_generator(cfg)
+    return evaluate(lambda m, z: generate_batched(generator, m, z), holdout, cfg, z_shape(cfg)).music_distance
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. data.max_pieces=80")
     parser.add_argument("--seeds", type=int, default=1, help="repeat with this many seeds")
-    parser.add_argument("--n", type=int, default=64, help="windows per scored set (eval.num_samples)")
+    parser.add_argument("--n", type=int, default=None, help="windows per scored set (default eval.num_samples)")
+    parser.add_argument("--untrained", action="store_true",
+                        help="also score the generator of this config with its seeded random weights, as training does")
+    parser.add_argument("--smoke-test", action="store_true", help="12 pieces, n = 16")
     args = parser.parse_args()
-    cfg = load_config(None, args.set)
+    smoke = ["data.max_pieces=12", "data.holdout_fraction=0.3"] if args.smoke_test else []
+    cfg = load_config(None, smoke + args.set)
+    args.n = args.n or (16 if args.smoke_test else cfg.eval.num_samples)
     ds = load_dataset(build_dataset(cfg.data, progress=True))
     print(f"music_distance version {MUSIC_DISTANCE_VERSION}; holdout {len(ds.holdout)} windows, "
           f"train {len(ds.train)}; n = {args.n} per set")
@@ -50,12 +69,26 @@ def main() -> None:
             print(f"  {row.name:<22} {min(dists):7.3f} .. {max(dists):7.3f}   "
                   f"x {min(ratios):6.1f} .. {max(ratios):6.1f}")
 
+    if args.untrained:
+        print(f"\nuntrained generator (train.seed {cfg.train.seed}), evaluated as training does: "
+              f"music_distance {untrained_distance(cfg, ds.holdout):.3f} (real vs real: {runs[0][0].distance:.3f})")
+
     sample = ds.train[:args.n]
-    t = time.perf_counter()
-    music_distance(sample, ds.holdout, **kw)
-    took = time.perf_counter() - t
-    print(f"\none music_distance call, {args.n} samples vs {len(ds.holdout)} holdout windows (features of both): "
-          f"{took:.3f} s; matmul {gflops():.0f} GFLOP/s")
+
+    def best_of_3(fn) -> float:
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    full = best_of_3(lambda: music_distance(sample, ds.holdout, **kw))
+    ref_features = features(ds.holdout, **kw)
+    gen_only = best_of_3(lambda: music_distance(sample, None, ref_features=ref_features, **kw))
+    print(f"\none music_distance call, {args.n} samples vs {len(ds.holdout)} holdout windows (best of 3): {full:.3f} s "
+          f"with the holdout's features, {gen_only:.3f} s with them precomputed; "
+          f"numpy matmul {numpy_gflops():.0f} GFLOP/s")
 
 
 if __name__ == "__main__":

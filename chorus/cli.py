@@ -55,7 +55,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{args.run} at step {step}: generated samples vs holdout data")
     print(result.table())
     print(f"music_distance: {result.music_distance:.4f}  (version {result.version}; 0 = indistinguishable from the "
-          "holdout by these features, about 0.15 for real windows of other pieces)")
+          "holdout by these features, about 0.2 for real windows of other pieces)")
     print(f"written: {json_path}")
     return 0
 

@@ -10,9 +10,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chorus.data.objective import estimate_keys, music_distance
+from chorus.data.objective import features, key_scales, music_distance
 
-Corruption = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+@dataclass(frozen=True)
+class Meter:
+    steps_per_beat: int = 4
+    steps_per_bar: int = 16
+
+
+Corruption = Callable[[np.ndarray, np.random.Generator, Meter], np.ndarray]
 
 
 def shift_pitch(x: np.ndarray, semitones) -> np.ndarray:
@@ -41,13 +48,8 @@ def _per_note(v: np.ndarray, rng: np.random.Generator, draw: Callable[[int], np.
 
 def _key_pitches(x: np.ndarray) -> np.ndarray:
     """(N, P) bool: the pitches in each window's estimated key scale (major or harmonic minor)."""
-    from chorus.data.objective import MAJOR_SCALE, MINOR_SCALE
-
-    p = x.shape[2]
     pc = np.stack([x[:, :, c::12, :].sum(axis=(1, 2, 3)) for c in range(12)], axis=1).astype(float)
-    tonic, minor, _ = estimate_keys(pc)
-    rel = (np.arange(p)[None, :] - tonic[:, None]) % 12
-    return np.where(minor[:, None], np.isin(rel, MINOR_SCALE), np.isin(rel, MAJOR_SCALE))
+    return key_scales(pc)[:, np.arange(x.shape[2]) % 12]
 
 
 def _voice_range(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,30 +61,30 @@ def _voice_range(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def silence(x, rng):
+def silence(x, rng, meter):
     return np.zeros_like(x)
 
 
-def random_notes(x, rng):
+def random_notes(x, rng, meter):
     """Uniformly random cells, as many per voice as the real windows have."""
     density = x.mean(axis=(0, 1, 2), keepdims=True)
     return rng.random(x.shape) < density
 
 
-def time_permuted(x, rng):
+def time_permuted(x, rng, meter):
     """The steps of each window in a random order (rhythm and melody destroyed, chords kept)."""
     return np.stack([w[rng.permutation(x.shape[1])] for w in x])
 
 
-def voices_reversed(x, rng):
+def voices_reversed(x, rng, meter):
     return x[..., ::-1].copy()
 
 
-def unison(x, rng):
+def unison(x, rng, meter):
     return np.repeat(x[..., :1], x.shape[3], axis=3)
 
 
-def lower_transposed(x, rng):
+def lower_transposed(x, rng, meter):
     """Every lower voice transposed by its own random interval of 1 to 11 semitones up or down."""
     out = x.copy()
     for k in range(1, x.shape[3]):
@@ -91,23 +93,23 @@ def lower_transposed(x, rng):
     return out
 
 
-def tritone_lower(x, rng):
+def tritone_lower(x, rng, meter):
     """The lower voices together a tritone away from the melody (each chord fine, against the tune wrong)."""
     out = x.copy()
     out[..., 1:] = shift_pitch(x[..., 1:], 6 * rng.choice([-1, 1], size=(len(x), 1)))
     return out
 
 
-def held_chords(x, rng):
+def held_chords(x, rng, meter):
     """Every voice holds what it plays on each bar's downbeat for the whole bar (whole notes, no rhythm)."""
-    bar = 16
+    bar = meter.steps_per_bar
     out = x.copy()
     for start in range(0, x.shape[1], bar):
         out[:, start:start + bar] = x[:, start:start + 1]
     return out
 
 
-def melody_octaves(x, rng):
+def melody_octaves(x, rng, meter):
     """Half of the melody's notes moved an octave up or down."""
     out = x.copy()
     s = _per_note(x[..., 0], rng, lambda m: rng.choice([-12, 0, 0, 12], size=m))
@@ -115,7 +117,7 @@ def melody_octaves(x, rng):
     return out
 
 
-def random_walks_in_key(x, rng):
+def random_walks_in_key(x, rng, meter):
     """Every voice a random walk over the key's scale in its own register, one note per beat."""
     n, t, p, k = x.shape
     in_key = _key_pitches(x)
@@ -126,13 +128,13 @@ def random_walks_in_key(x, rng):
             choices = np.nonzero(in_key[i, lo[i]:hi[i] + 1])[0] + lo[i]
             choices = choices if choices.size else np.array([lo[i]])
             idx = rng.integers(len(choices))
-            for beat in range(0, t, 4):
+            for beat in range(0, t, meter.steps_per_beat):
                 idx = int(np.clip(idx + rng.integers(-2, 3), 0, len(choices) - 1))
-                out[i, beat:beat + 4, choices[idx], v] = True
+                out[i, beat:beat + meter.steps_per_beat, choices[idx], v] = True
     return out
 
 
-def parallel_perfect(x, rng):
+def parallel_perfect(x, rng, meter):
     """Lower voices = the melody a fifth, an octave and an octave and a fifth below: parallels everywhere."""
     out = x.copy()
     for v, s in zip(range(1, x.shape[3]), (-7, -12, -19, -24, -31), strict=False):
@@ -140,13 +142,13 @@ def parallel_perfect(x, rng):
     return out
 
 
-def alto_tenor_swapped(x, rng):
+def alto_tenor_swapped(x, rng, meter):
     out = x.copy()
     out[..., 1], out[..., 2] = x[..., 2], x[..., 1]
     return out
 
 
-def semitone_jitter(x, rng):
+def semitone_jitter(x, rng, meter):
     """Half of the notes of every voice moved a semitone up or down."""
     out = x.copy()
     for v in range(x.shape[3]):
@@ -155,7 +157,7 @@ def semitone_jitter(x, rng):
     return out
 
 
-def clusters(x, rng):
+def clusters(x, rng, meter):
     """Lower voices one, two and three semitones under the melody: chromatic clusters."""
     out = x.copy()
     for v in range(1, x.shape[3]):
@@ -163,7 +165,7 @@ def clusters(x, rng):
     return out
 
 
-def random_chord_tones(x, rng):
+def random_chord_tones(x, rng, meter):
     """The real melody over lower voices that pick random in-key pitches of their register on every beat."""
     n, t, p, k = x.shape
     in_key = _key_pitches(x)
@@ -174,8 +176,45 @@ def random_chord_tones(x, rng):
         for i in range(n):
             choices = np.nonzero(in_key[i, lo[i]:hi[i] + 1])[0] + lo[i]
             choices = choices if choices.size else np.array([lo[i]])
-            for beat in range(0, t, 4):
-                out[i, beat:beat + 4, rng.choice(choices), v] = True
+            for beat in range(0, t, meter.steps_per_beat):
+                out[i, beat:beat + meter.steps_per_beat, rng.choice(choices), v] = True
+    return out
+
+
+def mismatched_melody(x, rng, meter):
+    """The real lower voices under the melody of another window: a generator that ignores its melody."""
+    out = x.copy()
+    out[..., 0] = x[np.roll(np.arange(len(x)), 1), :, :, 0]
+    return out
+
+
+def lower_voices_late(x, rng, meter):
+    """The lower voices one beat late against the melody."""
+    b = meter.steps_per_beat
+    out = x.copy()
+    out[:, b:, :, 1:] = x[:, :-b, :, 1:]
+    out[:, :b, :, 1:] = False
+    return out
+
+
+def staccato(x, rng, meter):
+    """Every note cut to its first step (a sixteenth), the rest of it silent."""
+    out = x.copy()
+    out[:, 1:] &= ~x[:, :-1]
+    return out
+
+
+def melody_semitone(x, rng, meter):
+    """The melody a semitone up against the real lower voices."""
+    out = x.copy()
+    out[..., 0] = shift_pitch(x[..., 0], 1)
+    return out
+
+
+def bass_octave_up(x, rng, meter):
+    """The bass an octave higher, into the tenor's and alto's register."""
+    out = x.copy()
+    out[..., -1] = shift_pitch(x[..., -1], 12)
     return out
 
 
@@ -195,6 +234,11 @@ CORRUPTIONS: dict[str, tuple[str, Corruption]] = {
     "semitone_jitter": ("half the notes of each voice moved a semitone", semitone_jitter),
     "clusters": ("A, T, B 1, 2, 3 semitones under the soprano (clusters)", clusters),
     "random_chord_tones": ("real soprano, random in-key pitches below per beat", random_chord_tones),
+    "mismatched_melody": ("real lower voices under another window's melody", mismatched_melody),
+    "lower_voices_late": ("A, T, B one beat late against the soprano", lower_voices_late),
+    "staccato": ("every note cut to one sixteenth", staccato),
+    "melody_semitone": ("the melody a semitone up against the real lower voices", melody_semitone),
+    "bass_octave_up": ("the bass an octave up, into the tenor's register", bass_octave_up),
 }
 
 
@@ -213,9 +257,8 @@ def calibrate(holdout: np.ndarray, reference: np.ndarray, rng: np.random.Generat
 
     reference: real windows from other pieces (e.g. the train split), at least 2 n of them.
     """
-    from chorus.data.objective import features
-
     kw = dict(steps_per_bar=steps_per_bar, steps_per_beat=steps_per_beat)
+    meter = Meter(steps_per_beat=steps_per_beat, steps_per_bar=steps_per_bar)
     ref_features = features(holdout, **kw)
 
     def score(x: np.ndarray) -> float:
@@ -230,7 +273,7 @@ def calibrate(holdout: np.ndarray, reference: np.ndarray, rng: np.random.Generat
     rows.append(Row("real_again", "a second sample of real windows", second, second / base))
     sample = holdout[rng.choice(len(holdout), size=n, replace=n > len(holdout))]
     for name, (description, corrupt) in CORRUPTIONS.items():
-        d = score(corrupt(sample, rng))
+        d = score(corrupt(sample, rng, meter))
         rows.append(Row(name, description, d, d / base))
     return rows
 

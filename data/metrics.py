@@ -156,9 +156,9 @@ def _pair_names(names: list[str]) -> dict[tuple[int, int], str]:
 
 def summarize(rolls, *, steps_per_bar=16, steps_per_beat=4, qualified_min_steps=2, track_names=None) -> dict:
     """JSON-ready means over samples: {"per_track": {name: {metric: mean}}, "tonal_distance": {pair: mean},
-    "pairs": {pair: {feature: mean}}, "sample": {feature: mean}, "n": N}.
+    "voices": {name: {feature: mean}}, "pairs": {pair: {feature: mean}}, "sample": {feature: mean}, "n": N}.
 
-    per_track holds the metrics above and data.objective's per-voice features; pairs and sample hold its pair and
+    per_track holds the metrics above; voices, pairs and sample hold data.objective's per-voice, voice-pair and
     whole-sample features. Means skip NaN samples; a mean with no finite sample is None.
     """
     rolls = _binarize(rolls)
@@ -171,9 +171,9 @@ def summarize(rolls, *, steps_per_bar=16, steps_per_beat=4, qualified_min_steps=
     feats = objective.feature_means(rolls, steps_per_bar=steps_per_bar, steps_per_beat=steps_per_beat)
     pairs = _pair_names(names)
     return {
-        "per_track": {name: {m: _mean(per[m][:, t]) for m in PER_TRACK} | feats["voices"][t]
-                      for t, name in enumerate(names)},
+        "per_track": {name: {m: _mean(per[m][:, t]) for m in PER_TRACK} for t, name in enumerate(names)},
         "tonal_distance": {pairs[pair]: _mean(values) for pair, values in td.items()},
+        "voices": {name: feats["voices"][t] for t, name in enumerate(names)},
         "pairs": {pairs[pair]: values for pair, values in feats["pairs"].items()},
         "sample": feats["sample"],
         "n": int(rolls.shape[0]),
@@ -181,8 +181,8 @@ def summarize(rolls, *, steps_per_bar=16, steps_per_beat=4, qualified_min_steps=
 
 
 def format_table(gen_summary: dict, ref_summary: dict) -> str:
-    """Aligned text table of two summaries: one row per track x metric, the tonal-distance rows, the voice-pair
-    feature rows, then the whole-sample feature rows."""
+    """Aligned text table of two summaries: per track its metrics and voice features, the tonal-distance rows, the
+    voice-pair feature rows, then the whole-sample feature rows."""
 
     def number(x) -> str:
         return "-" if x is None or x != x else f"{x:.3f}"  # x != x catches NaN
@@ -191,6 +191,8 @@ def format_table(gen_summary: dict, ref_summary: dict) -> str:
     for track, metrics in gen_summary["per_track"].items():
         for metric, g in metrics.items():
             rows.append((track, metric, g, ref_summary["per_track"].get(track, {}).get(metric)))
+        for feature, g in gen_summary.get("voices", {}).get(track, {}).items():
+            rows.append((track, feature, g, ref_summary.get("voices", {}).get(track, {}).get(feature)))
     for pair, g in gen_summary["tonal_distance"].items():
         rows.append((pair, "tonal_distance", g, ref_summary["tonal_distance"].get(pair)))
     for pair, features in gen_summary.get("pairs", {}).items():

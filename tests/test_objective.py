@@ -134,7 +134,8 @@ def test_pairs_vertical_interval_classes():
     play(roll, E4, 16, 24, 0)
     play(roll, 73, 24, 32, 0)
     got = {c: feat(roll, f"S-A.vertical_{c}")[0] for c in objective.VERTICAL}
-    assert got == pytest.approx({"perfect": 0.25, "imperfect": 0.25, "fourth": 0.25, "dissonant": 0.25})
+    assert got == pytest.approx({"perfect": 0.25, "imperfect": 0.25, "fourth": 0.25, "second": 0.0, "tritone": 0.0,
+                                 "semitone": 0.25})
 
 
 def test_pairs_parallel_fifths_and_contrary_motion():
@@ -217,7 +218,7 @@ def test_bad_input_fails_loudly():
 def test_summary_table_carries_the_features_and_json_is_strict():
     summary = metrics.summarize(chorale(), track_names=["soprano", "alto", "tenor", "bass"])
     json.dumps(summary, allow_nan=False)
-    assert summary["per_track"]["soprano"]["mean_pitch"] == feat(chorale(), "S.mean_pitch")[0]
+    assert summary["voices"]["soprano"]["mean_pitch"] == feat(chorale(), "S.mean_pitch")[0]
     assert summary["pairs"]["S-B"]["crossing"] == 0.0 and "chord_fit" in summary["sample"]
     assert "crossing" in metrics.format_table(summary, summary)
     assert MUSIC_DISTANCE_VERSION >= 2
@@ -228,3 +229,49 @@ def test_objective_imports_neither_tensorflow_nor_trainer():
             "print([m for m in ('tensorflow', 'chorus.trainer', 'ray') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_evaluation_outputs_carry_the_version_and_the_groups():
+    from chorus.trainer.config import load_config
+    from chorus.trainer.evaluation import evaluate
+
+    cfg = load_config(None, ["eval.num_samples=6"])
+    holdout = varied(10, 0)
+
+    def harmonise(melody, z):  # a "generator" that returns the real window each melody came from
+        rows = [next(w for w in holdout if np.array_equal(w[..., 0], m[..., 0] > 0)) for m in melody]
+        return np.where(np.stack(rows), 1.0, -1.0)
+
+    result = evaluate(harmonise, holdout, cfg, (2, 8, 4))
+    flat, doc = result.flat(), result.to_json()
+    assert flat["music_distance_version"] == doc["music_distance_version"] == MUSIC_DISTANCE_VERSION
+    assert flat["music_distance"] == doc["music_distance"] == result.music_distance < 1.0
+    assert set(doc["music_distance_groups"]) == {"texture", "register", "rhythm", "melody", "key", "order", "harmony"}
+    assert {f"music_distance_{g}" for g in doc["music_distance_groups"]} <= set(flat)
+    json.dumps(doc, allow_nan=False)
+    silent = evaluate(lambda melody, z: -np.ones((len(melody), 32, 128, 4)), holdout, cfg, (2, 8, 4))
+    assert silent.generated["per_track"]["soprano"]["empty_bar_rate"] == 0.0  # the melody is scored as given
+    assert silent.generated["per_track"]["alto"]["empty_bar_rate"] == 1.0
+    assert set(doc["music_distance_terms"]) == set(NAMES)
+    assert "crossing" in result.table() and "soprano" in result.table() and "largest feature terms" in result.table()
+
+
+def test_syncopation_counts_off_beat_notes_held_over_the_beat():
+    roll = empty()
+    play(roll, C4, 0, 2)  # on the beat: never syncopated
+    play(roll, D4, 2, 6)  # starts on an eighth off the beat, held over the beat at 4: syncopated
+    play(roll, E4, 6, 8)  # off the beat, ends before the next beat (8): not syncopated
+    play(roll, F4, 8, 16)
+    assert feat(roll, "S.syncopation")[0] == pytest.approx(1 / 4)
+    assert feat(chorale(), "S.syncopation")[0] == 0.0
+
+
+def test_beat_dissonance_counts_dissonant_intervals_on_beats_only():
+    roll = empty()
+    play(roll, C4, 0, 32, 1)  # alto holds C4
+    play(roll, D4, 0, 4, 0)  # soprano: D4 over C on beat 0 (a second: dissonant)
+    play(roll, E4, 4, 6, 0)  # E4 on beat 4 (consonant)
+    play(roll, 61 + 12, 6, 8, 0)  # C#5 off the beat (dissonant, but not on a beat)
+    play(roll, G4, 8, 32, 0)  # G4 on the remaining 6 beats (consonant)
+    assert feat(roll, "S-A.beat_dissonance")[0] == pytest.approx(1 / 8)  # 1 of the 8 beats both sound
+    assert feat(chorale(), "S-B.beat_dissonance")[0] == 0.0

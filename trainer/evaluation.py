@@ -42,16 +42,16 @@ class Evaluation:
     holdout: dict[str, Any]  # metrics.summarize of the holdout windows
     music_distance: float
     groups: dict[str, float] | None = None  # music_distance broken down by musical group (objective.group_distances)
+    terms: dict[str, float] | None = None  # and by feature (objective.distance_terms)
     version: int = objective.MUSIC_DISTANCE_VERSION  # values of different versions never compare
 
     def flat(self) -> dict[str, float]:
-        """Flat float metrics for metrics.jsonl, TensorBoard and Ray (per-track metrics, not the feature means)."""
+        """Flat float metrics for metrics.jsonl, TensorBoard and Ray (the feature means stay in the JSON)."""
         out = {"music_distance": float(self.music_distance), "music_distance_version": self.version}
         out |= {f"music_distance_{g}": float(v) for g, v in (self.groups or {}).items()}
         for track, values in self.generated["per_track"].items():
             for name, value in values.items():
-                # None: undefined, e.g. the note rate of a silent track; feature means stay in the JSON only.
-                if name in metrics.PER_TRACK and value is not None:
+                if value is not None:  # None: undefined, e.g. the note rate of a silent track
                     out[f"{track}_{name}"] = float(value)
         for pair, value in self.generated["tonal_distance"].items():
             if value is not None:
@@ -60,10 +60,18 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         return {"music_distance": float(self.music_distance), "music_distance_version": self.version,
-                "music_distance_groups": self.groups, "generated": self.generated, "holdout": self.holdout}
+                "music_distance_groups": self.groups, "music_distance_terms": self.terms,
+                "generated": self.generated, "holdout": self.holdout}
 
     def table(self) -> str:
-        return metrics.format_table(self.generated, self.holdout)
+        """The per-track table, then what music_distance is made of: its groups and its largest feature terms."""
+        lines = [metrics.format_table(self.generated, self.holdout)]
+        if self.groups:
+            lines.append("music_distance by group: " + ", ".join(f"{g} {v:.2f}" for g, v in self.groups.items()))
+        if self.terms:
+            top = sorted(self.terms.items(), key=lambda kv: -kv[1])[:10]
+            lines.append("largest feature terms (holdout spreads): " + ", ".join(f"{n} {v:.2f}" for n, v in top))
+        return "\n".join(lines)
 
 
 def metric_settings(cfg: Config) -> dict[str, int]:
@@ -78,9 +86,13 @@ def summarize_holdout(holdout: np.ndarray, cfg: Config) -> dict[str, Any]:
 
 def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: np.ndarray, cfg: Config,
              z_shape: tuple[int, ...], holdout_summary: dict[str, Any] | None = None) -> Evaluation:
-    """Complete eval.num_samples holdout melodies with fixed noise; compare their metrics with the holdout's."""
+    """Complete eval.num_samples holdout melodies with fixed noise; compare their metrics with the holdout's.
+
+    Track 0 is the given melody, as in what `chorus generate` writes: the score is of the harmonisation a user gets.
+    """
     melody, z = fixed_inputs(holdout, cfg.eval.num_samples, cfg.eval.seed, z_shape)
     generated = binarize(generate(melody, z), cfg.sample.threshold)
+    generated[..., 0] = melody[..., 0] > 0
     settings = metric_settings(cfg)
     names = cfg.sample.track_names
     if holdout_summary is None:
@@ -92,4 +104,5 @@ def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: 
         holdout=holdout_summary,
         music_distance=objective.aggregate(terms),
         groups=objective.group_distances(terms),
+        terms=terms,
     )
