@@ -31,6 +31,7 @@ from chorus.trainer.config import load_config  # noqa: E402
 from chorus.trainer.distribute import choose_strategy, configure_devices  # noqa: E402
 from chorus.trainer.gan import WGANGP  # noqa: E402
 from chorus.trainer.losses import d_wasserstein_loss, g_wasserstein_loss, gradient_penalty  # noqa: E402
+from chorus.trainer.model import pipeline_options  # noqa: E402
 from chorus.trainer.tfenv import tf  # noqa: E402
 
 
@@ -127,7 +128,7 @@ def main() -> None:
         rolls = load_training_data(cfg, verbose=False).train
     gan = (LabStepGAN if args.lab_step else WGANGP)(cfg, dist)
     ds = dist.strategy.distribute_datasets_from_function(
-        lambda ctx: make_dataset(rolls, global_batch=cfg.train.batch_size, seed=0,
+        lambda ctx: make_dataset(rolls, global_batch=cfg.train.batch_size, seed=0, **pipeline_options(cfg),
                                  num_replicas=dist.num_replicas, input_context=ctx))
     it = iter(ds)
     tick = time.perf_counter()

@@ -5,6 +5,11 @@ stateless_shuffle(range(N), seed=[seed, e]). So "where the data was" is one inte
 batches already consumed, which a checkpoint stores, and a resumed run sees exactly the batches it would have
 seen. Each global batch is split into one slice per replica; an input pipeline (one per worker) yields only
 the slices of its own replicas, so workers never read the same sample in the same step.
+
+Optional, for models that compute over a pitch window: windows are cropped to `pitch_window` pitches from
+`pitch_low` (windows with notes outside are dropped), and each sample may be transposed by a random number of
+semitones (at most `max_shift`, never out of the window). The shift is also a pure function of (seed, position),
+so exact resume holds with augmentation.
 """
 from __future__ import annotations
 
@@ -28,15 +33,56 @@ def global_batch_indices(batch: tf.Tensor, *, n: int, global_batch: int, seed: i
     return tf.gather_nd(perms, tf.stack([epoch - first, offset], axis=1))
 
 
+SHIFT_SALT = 0x7A5  # keeps the transposition stream apart from the shuffle stream of the same seed
+
+
+def outside_window(rolls: np.ndarray, pitch_low: int, pitch_window: int) -> np.ndarray:
+    """(N,) bool: windows with a note outside pitches [pitch_low, pitch_low + pitch_window)."""
+    inside = np.zeros(rolls.shape[2], bool)
+    inside[pitch_low:pitch_low + pitch_window] = True
+    return rolls[:, :, ~inside, :].any(axis=(1, 2, 3))
+
+
+def crop_to_window(rolls: np.ndarray, pitch_low: int, pitch_window: int) -> tuple[np.ndarray, int]:
+    """(windows cropped to the pitch window, number of windows dropped because a note fell outside it)."""
+    if pitch_low == 0 and pitch_window == rolls.shape[2]:
+        return rolls, 0
+    out = outside_window(rolls, pitch_low, pitch_window)
+    return rolls[~out][:, :, pitch_low:pitch_low + pitch_window, :], int(out.sum())
+
+
+def shift_ranges(rolls: np.ndarray, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per window, the lowest and highest transposition (semitones, |s| <= max_shift) that keeps it in range."""
+    active = rolls.any(axis=(1, 3))  # (N, P)
+    p = rolls.shape[2]
+    lowest = np.where(active.any(1), active.argmax(1), 0)
+    highest = np.where(active.any(1), p - 1 - active[:, ::-1].argmax(1), p - 1)
+    return np.maximum(-max_shift, -lowest).astype(np.int64), np.minimum(max_shift, p - 1 - highest).astype(np.int64)
+
+
+def batch_shifts(batch: tf.Tensor, idx: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, seed: int) -> tf.Tensor:
+    """Semitone shift of each sample of global batch `batch`, uniform in [lo, hi] of its window."""
+    u = tf.random.stateless_uniform(tf.shape(idx), seed=tf.stack([tf.constant(seed ^ SHIFT_SALT, tf.int64), batch]))
+    lo_i, hi_i = tf.gather(lo, idx), tf.gather(hi, idx)
+    span = tf.cast(hi_i - lo_i + 1, tf.float32)
+    return lo_i + tf.minimum(tf.cast(tf.floor(u * span), tf.int64), hi_i - lo_i)
+
+
 def make_dataset(rolls: np.ndarray, *, global_batch: int, seed: int, start_batch: int = 0,
-                 num_replicas: int = 1, input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """Infinite dataset of per-replica batches, float32 in {-1, 1}, shaped (per_replica, T, P, K).
+                 num_replicas: int = 1, input_context: tf.distribute.InputContext | None = None,
+                 pitch_low: int = 0, pitch_window: int | None = None, binary: bool = False,
+                 max_shift: int = 0) -> tf.data.Dataset:
+    """Infinite dataset of per-replica batches, float32 in {-1, 1} ({0, 1} if binary), shaped (per_replica, T, P, K).
 
     `rolls` is a bool array (N, T, P, K). With an input_context (distribute_datasets_from_function), this
     pipeline yields the batches of its own local replicas, in replica order, for every global step.
+    With a pitch_window, P becomes pitch_window (see crop_to_window); max_shift > 0 transposes each sample.
     """
     if rolls.ndim != 4 or rolls.shape[0] == 0:
         raise ValueError(f"expected a non-empty (N, T, P, K) array, got shape {rolls.shape}")
+    rolls, _ = crop_to_window(rolls, pitch_low, pitch_window or rolls.shape[2])
+    if rolls.shape[0] == 0:
+        raise ValueError(f"no window lies inside pitches {pitch_low}..{pitch_low + pitch_window - 1}")
     if global_batch % num_replicas:
         raise ValueError(f"global batch {global_batch} is not divisible by {num_replicas} replicas")
     n = rolls.shape[0]
@@ -45,15 +91,23 @@ def make_dataset(rolls: np.ndarray, *, global_batch: int, seed: int, start_batch
     pipeline_id = input_context.input_pipeline_id if input_context else 0
     local = num_replicas // pipelines  # replicas fed by this pipeline
     table = tf.constant(rolls.astype(np.uint8))  # uint8 keeps the table 4x smaller than float32
+    lo, hi = (tf.constant(a) for a in shift_ranges(rolls, max_shift))
+    p = rolls.shape[2]
 
     def slices(batch):
         idx = global_batch_indices(batch, n=n, global_batch=global_batch, seed=seed)
-        idx = tf.reshape(idx, (num_replicas, per_replica))[pipeline_id * local:(pipeline_id + 1) * local]
-        return tf.data.Dataset.from_tensor_slices(idx)  # `local` index vectors, one per replica
+        shift = batch_shifts(batch, idx, lo, hi, seed) if max_shift else tf.zeros_like(idx)
+        mine = slice(pipeline_id * local, (pipeline_id + 1) * local)
+        idx = tf.reshape(idx, (num_replicas, per_replica))[mine]
+        shift = tf.reshape(shift, (num_replicas, per_replica))[mine]
+        return tf.data.Dataset.from_tensor_slices((idx, shift))  # `local` (index, shift) vectors, one per replica
 
-    def to_rolls(idx):
-        x = tf.cast(tf.gather(table, idx), tf.float32)  # (per_replica, T, P, K)
-        return x * 2.0 - 1.0
+    def to_rolls(idx, shift):
+        x = tf.gather(table, idx)  # (per_replica, T, P, K)
+        if max_shift:  # pitch p of the output reads pitch p - shift of the window; shifts never wrap notes
+            x = tf.gather(x, (tf.range(p, dtype=tf.int64)[None, :] - shift[:, None]) % p, axis=2, batch_dims=1)
+        x = tf.cast(x, tf.float32)
+        return x if binary else x * 2.0 - 1.0
 
     ds = tf.data.Dataset.counter(start=start_batch, dtype=tf.int64)  # repeat forever from the resume position
     ds = ds.flat_map(slices).map(to_rolls, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -30,6 +30,10 @@ class ModelConfig:
     kernel_size: int = field(default=4, metadata={"min": 1})
     leaky_slope: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
     bn_momentum: float = field(default=0.8, metadata={"min": 0.0, "max": 1.0})
+    head: str = field(default="categorical", metadata={"choices": ["tanh", "categorical"]})  # the lab: tanh
+    pitch_low: int = field(default=32, metadata={"min": 0, "max": 127})  # lowest pitch the model sees; lab 0
+    pitch_window: int = field(default=64, metadata={"min": 16, "max": 128})  # pitches the model sees; lab 128
+    copy_melody: bool = True  # track 0 of the output is the conditioning melody; the lab: false
 
 
 @dataclass
@@ -54,6 +58,7 @@ class TrainConfig:
     keep_checkpoints: int = field(default=5, metadata={"min": 1})
     keep_worker_checkpoints: bool = False
     sample_every: int = field(default=50, metadata={"min": 1})
+    augment_transpose: int = field(default=0, metadata={"min": 0, "max": 24})  # random shift, +-semitones
 
 
 @dataclass
@@ -240,6 +245,13 @@ def check_consistency(cfg: Config, source: str = "") -> None:
     for key, size in (("data.steps", cfg.data.steps), ("data.pitches", cfg.data.pitches)):
         if size % 16:
             raise InputError(f"{source}{key}: must be a multiple of 16 for the U-Net's four down blocks, got {size}")
+    m = cfg.model
+    if m.pitch_window % 16:
+        raise InputError(f"{source}model.pitch_window: must be a multiple of 16 for the U-Net's four down blocks, "
+                         f"got {m.pitch_window}")
+    if m.pitch_low + m.pitch_window > cfg.data.pitches:
+        raise InputError(f"{source}model.pitch_low: the window {m.pitch_low}..{m.pitch_low + m.pitch_window - 1} "
+                         f"must lie inside the {cfg.data.pitches} pitches of data.pitches")
     if cfg.data.steps % cfg.data.steps_per_bar and cfg.data.steps > cfg.data.steps_per_bar:
         raise InputError(f"{source}data.steps: must be a whole number of bars "
                          f"({cfg.data.steps_per_bar} steps each), got {cfg.data.steps}")

@@ -1,8 +1,19 @@
 """The lab's melody-conditioned U-Net generator and convolutional critic, sized by ModelConfig.
 
-With width=64 and z_channels=512 these are exactly the lab's models: 8,273,540 and 2,766,785 parameters.
+With width=64, z_channels=512, head tanh, the full 128-pitch window and no melody copy (configs/lab.yaml) these
+are exactly the lab's models: 8,273,540 and 2,766,785 parameters.
+
+The models compute over a pitch window (model.pitch_low, model.pitch_window); RollCodec maps user-facing rolls
+(128 pitches, {-1, 1}) to model tensors and back, so MIDI, metrics and `chorus generate` never see the window.
+Heads:
+- tanh: one value in [-1, 1] per (step, pitch, track), binarized at sample.threshold (the lab).
+- categorical: per (step, track) a softmax over the window's pitches plus a rest. The model emits the pitch
+  probabilities (the rest is what they leave); real data is one-hot or all zero, so a voice is monophonic by
+  construction. Decoding takes the most probable of (pitch..., rest) per voice and step.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,12 +39,79 @@ class Upsample2x(keras.layers.Layer):
         return tf.TensorShape([shape[0], shape[1] * 2, shape[2] * 2, shape[3]])
 
 
+class VoiceSoftmax(keras.layers.Layer):
+    """(batch, steps, pitches, 2K) logits -> (batch, steps, pitches, K) pitch probabilities of a softmax over
+    (pitches + rest) per step and track. Channels K..2K-1, averaged over pitch, give each track's rest logit."""
+
+    def call(self, x):
+        k = x.shape[-1] // 2
+        pitch, rest = x[..., :k], tf.reduce_mean(x[..., k:], axis=2, keepdims=True)  # rest: (b, t, 1, K)
+        probs = tf.nn.softmax(tf.concat([pitch, rest], axis=2), axis=2)
+        return probs[:, :, :-1, :]
+
+    def compute_output_shape(self, shape):
+        return tf.TensorShape([shape[0], shape[1], shape[2], shape[3] // 2])
+
+
+class CopyMelody(keras.layers.Layer):
+    """Replace track 0 of the output with the conditioning melody (no parameters)."""
+
+    def call(self, inputs):
+        out, melody = inputs
+        return tf.concat([tf.cast(melody, out.dtype), out[..., 1:]], axis=-1)
+
+
+@dataclass(frozen=True)
+class RollCodec:
+    """User rolls (N, T, pitches, K) in {-1, 1} <-> model tensors (N, T, window, K)."""
+    head: str
+    pitch_low: int
+    pitch_window: int
+    pitches: int
+
+    @property
+    def binary(self) -> bool:
+        """Model tensors are {0, 1} (categorical: one-hot) rather than {-1, 1} (tanh)."""
+        return self.head == "categorical"
+
+    def encode(self, rolls: np.ndarray) -> np.ndarray:
+        """{-1, 1} (or bool) user rolls -> model inputs: cropped to the window, {0, 1} for the categorical head."""
+        x = np.asarray(rolls)[:, :, self.pitch_low:self.pitch_low + self.pitch_window, :]
+        on = x > 0
+        return on.astype(np.float32) if self.binary else np.where(on, 1.0, -1.0).astype(np.float32)
+
+    def decode(self, outputs: np.ndarray) -> np.ndarray:
+        """Model outputs -> user rolls (N, T, pitches, K) float32 where > 0 means on (tanh values pass through)."""
+        outputs = np.asarray(outputs, np.float32)
+        if self.binary:
+            rest = 1.0 - outputs.sum(axis=2, keepdims=True)
+            best = outputs.argmax(axis=2)[:, :, None, :]
+            top = np.take_along_axis(outputs, best, axis=2)
+            on = (np.arange(outputs.shape[2])[None, None, :, None] == best) & (top > rest)
+            outputs = np.where(on, 1.0, -1.0).astype(np.float32)
+        n, t, _, k = outputs.shape
+        full = np.full((n, t, self.pitches, k), -1.0, np.float32)
+        full[:, :, self.pitch_low:self.pitch_low + self.pitch_window, :] = outputs
+        return full
+
+
+def codec(cfg: Config) -> RollCodec:
+    return RollCodec(cfg.model.head, cfg.model.pitch_low, cfg.model.pitch_window, cfg.data.pitches)
+
+
+def pipeline_options(cfg: Config) -> dict:
+    """make_dataset keyword arguments that turn 128-pitch training rolls into this model's inputs."""
+    return {"pitch_low": cfg.model.pitch_low, "pitch_window": cfg.model.pitch_window,
+            "binary": codec(cfg).binary, "max_shift": cfg.train.augment_transpose}
+
+
 def build_generator(cfg: Config) -> keras.Model:
     m, d = cfg.model, cfg.data
     layers = keras.layers
     k = m.kernel_size
-    melody = keras.Input((d.steps, d.pitches, 1), name="melody")  # (batch, steps, pitches, 1)
-    z = keras.Input((d.steps >> DOWN_BLOCKS, d.pitches >> DOWN_BLOCKS, m.z_channels), name="z")
+    p = m.pitch_window
+    melody = keras.Input((d.steps, p, 1), name="melody")  # (batch, steps, pitches, 1)
+    z = keras.Input((d.steps >> DOWN_BLOCKS, p >> DOWN_BLOCKS, m.z_channels), name="z")
 
     # Down path: conv(stride 2) -> LeakyReLU -> BatchNorm (no norm on the first block).
     skips, x = [], melody
@@ -55,16 +133,24 @@ def build_generator(cfg: Config) -> keras.Model:
         x = layers.Concatenate(name=f"up{i}_skip")([x, skips[i]])
 
     x = Upsample2x(name="head_upsample")(x)
-    # float32 output even under mixed precision: tanh saturates badly in float16.
-    out = layers.Conv2D(d.tracks, k, padding="same", activation="tanh", dtype="float32", name="head_conv")(x)
-    return keras.Model([melody, z], out, name="generator")  # (batch, steps, pitches, tracks)
+    # float32 output even under mixed precision: tanh and softmax saturate badly in float16.
+    if m.head == "tanh":
+        out = layers.Conv2D(d.tracks, k, padding="same", activation="tanh", dtype="float32", name="head_conv")(x)
+    else:
+        logits = layers.Conv2D(2 * d.tracks, k, padding="same", dtype="float32", name="head_conv")(x)
+        out = VoiceSoftmax(dtype="float32", name="head_softmax")(logits)
+    if m.copy_melody:
+        out = CopyMelody(dtype="float32", name="copy_melody")([out, melody])
+    generator = keras.Model([melody, z], out, name="generator")  # (batch, steps, pitches, tracks)
+    generator.codec = codec(cfg)  # generate_batched maps user rolls in and out with it
+    return generator
 
 
 def build_critic(cfg: Config) -> keras.Model:
     m, d = cfg.model, cfg.data
     layers = keras.layers
-    roll = keras.Input((d.steps, d.pitches, d.tracks), name="roll")
-    melody = keras.Input((d.steps, d.pitches, 1), name="melody")
+    roll = keras.Input((d.steps, m.pitch_window, d.tracks), name="roll")
+    melody = keras.Input((d.steps, m.pitch_window, 1), name="melody")
     x = layers.Concatenate(name="with_condition")([roll, melody])  # (steps, pitches, tracks + 1)
     for i in range(DOWN_BLOCKS):
         x = layers.Conv2D(m.width << i, m.kernel_size, strides=2, padding="same", name=f"conv{i}")(x)
@@ -75,11 +161,17 @@ def build_critic(cfg: Config) -> keras.Model:
 
 
 def generate_batched(generator: keras.Model, melody: np.ndarray, z: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Generator outputs in [-1, 1], float32 (N, T, P, K), for melodies (N, T, P, 1) and noise (N, *z_shape)."""
+    """Outputs in [-1, 1], float32 (N, T, P, K), for user melodies (N, T, P, 1) in {-1, 1} and noise (N, *z_shape).
+
+    P is data.pitches (128): the generator's codec crops the melody to its window, decodes its head's output
+    (categorical: argmax per voice and step) and pads back, so > 0 means "on" for every head.
+    """
+    coder = generator.codec
+    melody = coder.encode(melody)
     outs = [generator([melody[i:i + batch_size], z[i:i + batch_size]], training=False).numpy()
             for i in range(0, len(melody), batch_size)]
-    return np.concatenate(outs, axis=0).astype(np.float32)
+    return coder.decode(np.concatenate(outs, axis=0))
 
 
 def z_shape(cfg: Config) -> tuple[int, int, int]:
-    return (cfg.data.steps >> DOWN_BLOCKS, cfg.data.pitches >> DOWN_BLOCKS, cfg.model.z_channels)
+    return (cfg.data.steps >> DOWN_BLOCKS, cfg.model.pitch_window >> DOWN_BLOCKS, cfg.model.z_channels)

@@ -18,12 +18,13 @@ from typing import Any
 from chorus.data.dataset import Dataset, build_dataset, load_dataset
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
-from chorus.data.pipeline import make_dataset
+from chorus.data.pipeline import make_dataset, outside_window
 from chorus.trainer import checkpoints as ckpts
 from chorus.trainer.config import Config, dump_config
 from chorus.trainer.distribute import Distribution, choose_strategy, configure_devices
 from chorus.trainer.evaluation import binarize, evaluate, fixed_inputs, summarize_holdout
 from chorus.trainer.gan import WGANGP
+from chorus.trainer.model import pipeline_options
 from chorus.trainer.rundir import (
     append_metrics,
     check_resumable,
@@ -129,6 +130,10 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
     # --- data
     data = load_training_data(cfg, verbose=chief)
     check_data_shape(data, cfg)
+    dropped = int(outside_window(data.train, cfg.model.pitch_low, cfg.model.pitch_window).sum())
+    if dropped == len(data.train):
+        raise InputError(f"model.pitch_low: every training window has notes outside pitches {cfg.model.pitch_low}.."
+                         f"{cfg.model.pitch_low + cfg.model.pitch_window - 1}; widen model.pitch_window")
 
     # --- models, optimizers and state, then restore
     gan = WGANGP(cfg, dist)
@@ -149,7 +154,8 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
         truncate_metrics(run_dir, start_step)
         log(f"chorus: {'resuming at step ' + str(start_step) if resume_prefix else 'new run'} in {run_dir} | "
             f"strategy {dist.describe()} | {len(data.train)} train / {len(data.holdout)} holdout windows | "
-            f"generator {gan.generator.count_params():,} + critic {gan.critic.count_params():,} parameters")
+            f"generator {gan.generator.count_params():,} + critic {gan.critic.count_params():,} parameters"
+            + (f" | {dropped} train windows outside the pitch window dropped" if dropped else ""))
     ckpt_dir = ckpts.chief_or_temp_dir(run_dir, chief, dist.worker_index)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=t.keep_checkpoints,
                                          checkpoint_name="ckpt")
@@ -161,7 +167,7 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
     start_batch = int(gan.data_position.numpy())
     dist_ds = dist.strategy.distribute_datasets_from_function(
         lambda ctx: make_dataset(data.train, global_batch=t.batch_size, seed=t.seed, start_batch=start_batch,
-                                 num_replicas=dist.num_replicas, input_context=ctx))
+                                 num_replicas=dist.num_replicas, input_context=ctx, **pipeline_options(cfg)))
 
     # --- what evaluation and samples compare against
     sample_melody, sample_z = fixed_inputs(data.holdout, cfg.sample.num, cfg.sample.seed, gan.z_shape)
