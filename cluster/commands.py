@@ -1,4 +1,4 @@
-"""CLI subcommands of the cluster package: search, submit, jobs, logs, results.
+"""CLI subcommands of the cluster package: search, submit, jobs, logs, results, elastic.
 
 chorus/cli.py calls `register(subparsers)`. Nothing here imports Ray at import time, so `chorus train` stays fast;
 each handler parses, then calls one library function.
@@ -133,3 +133,7 @@ def register(sub) -> None:
     r.add_argument("dest", metavar="DEST")
     r.set_defaults(func=cmd_results_collect)
 
+
+    from chorus.cluster import elastic
+
+    elastic.register(sub)
