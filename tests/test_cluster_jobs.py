@@ -118,3 +118,21 @@ def test_submit_streams_logs_and_returns_the_jobs_exit_status(ray_head, tmp_path
 
     nowait = chorus("submit", "--address", ray_head["address"], "--no-wait", "--", "--help", env=env)
     assert nowait.returncode == 0 and nowait.stdout.strip().startswith("raysubmit_")
+
+
+def test_jobs_stop_ends_a_running_job(ray_head, tmp_path):
+    from ray.job_submission import JobSubmissionClient
+
+    env = clean_env(str(tmp_path)) | {"RAY_AUTH_TOKEN": ray_head["token"]}
+    c = JobSubmissionClient(ray_head["address"], headers={"Authorization": f"Bearer {ray_head['token']}"})
+    job = c.submit_job(entrypoint="sleep 600", submission_id="chorus-sleeper")
+    deadline = time.time() + 120
+    while c.get_job_status(job).value != "RUNNING":
+        assert time.time() < deadline, c.get_job_status(job)
+        time.sleep(1)
+    stopped = chorus("jobs", "--address", ray_head["address"], "stop", job, env=env)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert c.get_job_status(job).value == "STOPPED"
+    assert "job chorus-sleeper STOPPED" in stopped.stderr
+    again = chorus("jobs", "stop", job, "--address", ray_head["address"], env=env)
+    assert again.returncode == 0 and "already ended: STOPPED" in again.stderr
