@@ -160,14 +160,18 @@ class RayReporter:
     """trainer.train's `report` callback: forwards metrics and checkpoints to Tune (or to Ray Train).
 
     report_fn is ray.tune.report in a single-worker trial and ray.train.report on a Train worker. Extra keys:
-    `resumed_from_step` (0 for a fresh start) and the seconds spent here (`ray_report_s`, cumulative).
+    `resumed_from_step` (0 for a fresh start) and the seconds spent here (`ray_report_s`, cumulative). With
+    `tensorboard` (a path or URI), the chief copies its TensorBoard events there at each checkpoint.
     """
 
     def __init__(self, report_fn: Callable[..., None], checkpoint_cls: Any, *, metric: str,
-                 resumed_from_step: int, always_forward: bool, extra: dict[str, Any] | None = None):
+                 resumed_from_step: int, always_forward: bool, extra: dict[str, Any] | None = None,
+                 tensorboard: str | None = None):
         self.report_fn, self.checkpoint_cls, self.metric = report_fn, checkpoint_cls, metric
         self.resumed_from_step, self.always_forward = resumed_from_step, always_forward
         self.extra = dict(extra or {})
+        self.tensorboard = tensorboard  # the chief copies its TensorBoard events here at each checkpoint
+        self.chief = False
         self.report_s = 0.0
 
     def __call__(self, report) -> None:
@@ -179,6 +183,9 @@ class RayReporter:
         # none. Ray Train workers must all report at the same steps, so they forward everything.
         if not self.always_forward and self.metric not in metrics and not report.checkpoint:
             return
+        self.chief = report.is_chief
+        if report.checkpoint and report.is_chief and self.tensorboard:
+            sync_tensorboard(Path(report.run_dir), self.tensorboard)
         if report.checkpoint:
             # next to the run dir, inside Ray's session dir: cleaned up with it even after a SIGKILL
             with tempfile.TemporaryDirectory(prefix=".ray-checkpoint-", dir=Path(report.run_dir).parent) as tmp:
@@ -232,14 +239,12 @@ def tensorboard_dir(settings: TrialSettings, trial_id: str) -> str:
     return f"{settings.storage_path.rstrip('/')}/{settings.experiment}/tensorboard/{trial_id}"
 
 
-def link_tensorboard(run_dir: Path, settings: TrialSettings, trial_id: str) -> None:
-    """The trainer writes run_dir/tensorboard; on a local or shared storage_path that is a link into the storage
-    (TensorBoard does not read s3:// here: there the events stay in the trial folder)."""
-    if "://" in settings.storage_path or (run_dir / "tensorboard").exists():
-        return
-    target = Path(tensorboard_dir(settings, trial_id))
-    target.mkdir(parents=True, exist_ok=True)
-    (run_dir / "tensorboard").symlink_to(target, target_is_directory=True)
+def sync_tensorboard(run_dir: Path, dest: str) -> None:
+    """Copy the trainer's run_dir/tensorboard (written on the trial's node) to the storage path."""
+    from chorus.cluster.results import copy_tree
+
+    if (run_dir / "tensorboard").is_dir():
+        copy_tree(str(run_dir / "tensorboard"), dest)
 
 
 def train_trial(params: dict[str, Any], base_config: dict[str, Any], settings: TrialSettings, *, session: Any,
@@ -257,7 +262,6 @@ def train_trial(params: dict[str, Any], base_config: dict[str, Any], settings: T
     cfg.run.dir = str(run_dir)
     with restored_checkpoint(session.get_checkpoint()) as restored:
         prepare_run_dir(run_dir, restored)
-        link_tensorboard(run_dir, settings, trial_id)
         resumed = checkpoint_step(restored)
         extra = {"ray_setup_s": time.perf_counter() - entered, **(extra or {})}
         manifest = read_manifest(restored) if restored else None
@@ -267,10 +271,13 @@ def train_trial(params: dict[str, Any], base_config: dict[str, Any], settings: T
             session.report({**manifest["metrics"], "resumed_from_step": resumed, "ray_report_s": 0.0, **extra})
             return
         reporter = RayReporter(session.report, session.Checkpoint, metric=settings.metric, resumed_from_step=resumed,
-                               always_forward=always_forward, extra=extra)
+                               always_forward=always_forward, extra=extra,
+                               tensorboard=tensorboard_dir(settings, trial_id))
         from chorus.trainer import train  # imports TensorFlow: after limit_threads()
 
         train(cfg, report=reporter, resume_from=str(restored / "checkpoints") if restored else None)
+    if reporter.chief:
+        sync_tensorboard(run_dir, reporter.tensorboard)  # the events written after the last report
 
 
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:

@@ -125,6 +125,8 @@ def repair_experiment(exp_path: str) -> list[str]:
         trial.set_storage(storage)
         change = _repair_trial(trial, fs)
         if change:
+            trial.stub = False  # a stub (loaded without its trainable) would be saved as one and never run
+            trial.invalidate_json_state()
             doc["trial_data"][i] = list(trial.get_json_state())
             changes.append(change)
     if changes:
