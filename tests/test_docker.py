@@ -50,7 +50,7 @@ def _engine_problem() -> str | None:
 _PROBLEM = _engine_problem()
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def docker_engine() -> None:
     """No engine: a skip that says why, or under CI=true (where a skipped check is a failed one) a failure."""
     if _PROBLEM:
@@ -83,7 +83,7 @@ def expected_uid_gid() -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------------------------- the image
 @pytest.fixture(scope="session")
-def image() -> str:
+def image(docker_engine) -> str:
     start = time.monotonic()
     run(["bash", "docker/build.sh"], env={**os.environ, "CHORUS_IMAGE": IMAGE}, timeout=3600)
     print(f"\nimage {IMAGE} built in {time.monotonic() - start:.1f} s")
