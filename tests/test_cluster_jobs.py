@@ -49,6 +49,8 @@ def ray_head():
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dash}",
          "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=1", f"--temp-dir={tmp}/ray",
+         # the job agent's default port (52365) may be taken by another Ray on this machine: no agent, no jobs
+         f"--dashboard-agent-listen-port={free_port()}",
          "--disable-usage-stats"],
         env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
@@ -64,6 +66,18 @@ def ray_head():
                 if head.poll() is not None or time.time() > deadline:
                     pytest.fail("ray start --head did not come up:\n" + (Path(tmp) / "head.log").read_text()[-3000:])
                 time.sleep(1)
+        # the dashboard answers before its job agent has registered ("No available agent"): wait for a job to land
+        while True:
+            req = urllib.request.Request(f"{address}/api/jobs/", data=b'{"entrypoint": "true"}', method="POST",
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(req, timeout=30)
+                break
+            except urllib.error.HTTPError as e:
+                if e.code != 500 or time.time() > deadline + 120:
+                    pytest.fail(f"the head accepts no job: {e.code} {e.read()[:300]!r}")
+                time.sleep(2)
         yield {"address": address, "token": token, "token_file": str(token_file), "tmp": tmp}
     finally:
         try:
