@@ -371,6 +371,19 @@ def host_chorus(cluster: Cluster, *args: str, timeout: float = 2400) -> subproce
                             stderr=subprocess.STDOUT, text=True)
 
 
+def test_storage_the_workers_cannot_see_fails_once_at_start(cluster):
+    """A storage_path local to the head: one line saying what to set, exit 2, and no trial ever starts."""
+    job = host_chorus(cluster, "submit", "--address", f"http://127.0.0.1:{cluster.port}", "--", "search",
+                      "configs/search.yaml", "--set", "experiment=not-shared", "--set", "storage_path=/tmp/not-shared")
+    out, _ = job.communicate(timeout=600)
+    assert job.returncode == 2, out[-4000:]
+    lines = [x for x in out.splitlines() if "is not shared" in x]  # the job's log, maybe echoed in its status
+    assert lines, out[-4000:]
+    line = lines[0]
+    assert "storage_path: /tmp/not-shared is not shared" in line and "CHORUS_STORAGE_PATH" in line, line
+    assert "chorus_trial" not in out and "Trial status" not in out, out[-4000:]
+
+
 SHORT = ["--set", "train.steps=24", "--set", "train.checkpoint_every=6", "--set", "train.eval_every=6",
          "--set", "train.sample_every=12", "--set", "train.log_every=6"]
 
