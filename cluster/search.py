@@ -4,7 +4,9 @@
                                                    --> results/<experiment>/ (cluster.results.collect)
 
 Starts a local Ray, or joins the cluster named by RAY_ADDRESS. `resume_search` continues an interrupted search
-with Tuner.restore: finished trials stay finished, unfinished ones continue from their last checkpoint.
+with Tuner.restore: finished trials stay finished, unfinished ones continue from their last checkpoint (the
+newest complete one in storage: cluster.tune_state). Before the first trial, cluster.preflight checks that the
+storage is shared by every node and that a trial's worker group fits, and caps the concurrency at what fits.
 """
 from __future__ import annotations
 
