@@ -34,9 +34,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from chorus.cluster.jobs import list_jobs
+    from chorus.cluster.jobs import list_jobs, stop_job
 
     with _reach(args) as address:
+        if args.action == "stop":
+            return stop_job(args.job, address=address)
         print(list_jobs(address))
     return 0
 
@@ -62,12 +64,15 @@ def cmd_results_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _address(p: argparse.ArgumentParser) -> None:
+def _address(p: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    # nested: a sub-action's copy of the options must not reset what was given before the action (jobs --address
+    # URL stop JOB), so it has no default of its own
+    extra = {"default": argparse.SUPPRESS} if nested else {}
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--cluster", metavar="CLUSTER_YAML",
+    where.add_argument("--cluster", metavar="CLUSTER_YAML", **extra,
                        help="a cluster started with `ray up CLUSTER_YAML` (e.g. cluster/aws.yaml): reach its Jobs API "
                             "through a `ray dashboard` SSH tunnel, with the token file the YAML mounts")
-    where.add_argument("--address", metavar="URL",
+    where.add_argument("--address", metavar="URL", **extra,
                    help="the Ray dashboard / Jobs API, e.g. http://127.0.0.1:8265 (default: RAY_API_SERVER_ADDRESS, "
                         "RAY_ADDRESS, then http://127.0.0.1:8265). Token auth: RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH")
 
@@ -104,10 +109,16 @@ def register(sub) -> None:
                    help="the chorus subcommand and its arguments")
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("jobs", help="list the jobs of a Ray cluster", description="List Ray jobs: id, status, "
-                                                                                "start time, entrypoint.")
+    p = sub.add_parser("jobs", help="list or stop the jobs of a Ray cluster",
+                       description="chorus jobs: list Ray jobs (id, status, start time, entrypoint). "
+                                   "chorus jobs stop JOB: stop one and wait until it has ended.")
     _address(p)
-    p.set_defaults(func=cmd_jobs)
+    jsub = p.add_subparsers(dest="action", metavar="ACTION")
+    s = jsub.add_parser("stop", help="stop a running job", description="Stop a job (its driver gets SIGTERM, then "
+                                                                       "SIGKILL) and wait until Ray reports it ended.")
+    _address(s, nested=True)
+    s.add_argument("job", metavar="JOB", help="job or submission id (see chorus jobs)")
+    p.set_defaults(func=cmd_jobs, action=None)
 
     p = sub.add_parser("logs", help="show a Ray job's logs", description="Print a job's logs (--follow: until it "
                                                                         "ends, then exit with its status).")

@@ -1,4 +1,4 @@
-"""`chorus submit`, `chorus jobs`, `chorus logs`: the Ray Jobs API, with Ray's token authentication.
+"""`chorus submit`, `chorus jobs [stop JOB]`, `chorus logs`: the Ray Jobs API, with Ray's token authentication.
 
 The token is found the way Ray finds it: RAY_AUTH_TOKEN, else the file named by RAY_AUTH_TOKEN_PATH, else
 ~/.ray/auth_token. It is sent as `Authorization: Bearer <token>` on every request, whatever the client's own
@@ -131,7 +131,7 @@ def follow(job_id: str, c=None, *, address: str | None = None) -> int:
             time.sleep(1)
     except KeyboardInterrupt:
         print(f"\nchorus: stopped following; job {job_id} keeps running (chorus logs {job_id}; "
-              f"ray job stop {job_id})", file=sys.stderr)
+              f"chorus jobs stop {job_id})", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"chorus: job {job_id} {info.status.value}" + (f": {info.message}" if info.message else ""),
           file=sys.stderr)
@@ -157,4 +157,26 @@ def job_logs(job_id: str, *, address: str | None = None, follow_logs: bool = Fal
     if follow_logs:
         return follow(job_id, c)
     sys.stdout.write(_call(c.get_job_logs, job_id, address=c.get_address()))
+    return 0
+
+
+def stop_job(job_id: str, *, address: str | None = None, timeout: float = 60) -> int:
+    """Stop a job (SIGTERM to its driver, then SIGKILL) and wait until Ray says it ended; 0 when it is stopped."""
+    from ray.job_submission import JobStatus
+
+    c = client(address)
+    info = _call(c.get_job_info, job_id, address=c.get_address())
+    if info.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        print(f"chorus: job {job_id} already ended: {info.status.value}", file=sys.stderr)
+        return 0
+    _call(c.stop_job, job_id, address=c.get_address())
+    deadline = time.monotonic() + timeout
+    while info.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        if time.monotonic() > deadline:
+            print(f"chorus: job {job_id} still {info.status.value} {timeout:.0f} s after the stop request",
+                  file=sys.stderr)
+            return EXIT_JOB_FAILED
+        time.sleep(1)
+        info = _call(c.get_job_info, job_id, address=c.get_address())
+    print(f"chorus: job {job_id} {info.status.value}", file=sys.stderr)
     return 0

@@ -4,7 +4,9 @@
                                                    --> results/<experiment>/ (cluster.results.collect)
 
 Starts a local Ray, or joins the cluster named by RAY_ADDRESS. `resume_search` continues an interrupted search
-with Tuner.restore: finished trials stay finished, unfinished ones continue from their last checkpoint.
+with Tuner.restore: finished trials stay finished, unfinished ones continue from their last checkpoint (the
+newest complete one in storage: cluster.tune_state). Before the first trial, cluster.preflight checks that the
+storage is shared by every node and that a trial's worker group fits, and caps the concurrency at what fits.
 """
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chorus.cluster import results as results_mod
-from chorus.cluster.search_config import Search, is_uri, load_search, search_from_dict, search_to_dict
+from chorus.cluster.search_config import (
+    Search,
+    default_storage_path,
+    is_uri,
+    load_search,
+    search_from_dict,
+    search_to_dict,
+)
 from chorus.data.errors import InputError
 
 
@@ -115,8 +124,12 @@ def run_search(search: Search, *, callbacks: list | None = None, prepare: bool =
     """Run a new search (a finished experiment of the same name is refused; resume or rename it)."""
     from ray import tune
 
+    from chorus.cluster.preflight import apply_capacity, check_shared_storage
+
     timings = {"ray_init": init_ray(**ray_init_kwargs)}
     tick = time.perf_counter()
+    check_shared_storage(search.spec.storage_path)
+    apply_capacity(search)
     exp = experiment_path(search)
     if tune.Tuner.can_restore(exp):
         raise InputError(f"experiment {search.spec.experiment!r} already exists in {search.spec.storage_path}; "
@@ -141,10 +154,11 @@ def resume_search(experiment: str, *, config_path: str | None = None, **ray_init
     """Continue an interrupted search; finished trials are not rerun."""
     from ray import tune
 
+    from chorus.cluster.preflight import check_shared_storage
     from chorus.cluster.tune_adapter import make_trainable, param_space
+    from chorus.cluster.tune_state import repair_experiment
 
-    storage = (load_search(config_path).spec.storage_path if config_path
-               else os.path.abspath(os.path.join("runs", "ray")))
+    storage = load_search(config_path).spec.storage_path if config_path else default_storage_path()
     exp = find_experiment(experiment, storage)
     snapshot = results_mod.load_search_snapshot(exp) if results_mod.exists(exp) else None
     if snapshot is None:
@@ -155,7 +169,11 @@ def resume_search(experiment: str, *, config_path: str | None = None, **ray_init
     timings = {"ray_init": init_ray(**ray_init_kwargs)}
     if not tune.Tuner.can_restore(exp):
         raise InputError(f"--resume {experiment}: {exp} holds no restorable Tune state")
+    check_shared_storage(search.spec.storage_path)
     tick = time.perf_counter()
+    # the saved state may name a checkpoint that pruning deleted since, or miss newer ones: match it to storage
+    for change in repair_experiment(exp):
+        print(f"chorus: resume: {change}", file=sys.stderr, flush=True)
     tuner = tune.Tuner.restore(exp, trainable=make_trainable(search), param_space=param_space(search),
                                resume_unfinished=True, resume_errored=True)
     timings["prepare"] = time.perf_counter() - tick

@@ -65,8 +65,8 @@ class SearchSpec:
     max_concurrent_trials: int = field(default=0, metadata={"min": 0})  # 0 = as many as the resources allow
     max_failures: int = field(default=2, metadata={"min": -1})  # retries per trial from its checkpoint; -1 = forever
     num_to_keep: int = field(default=2, metadata={"min": 1})  # checkpoints kept per trial: best by metric (+ latest)
-    storage_path: str | None = None  # Ray storage: local dir, shared volume or s3://...; null = runs/ray under the CWD
-    results_dir: str = "results"  # collected results go to <results_dir>/<experiment>/ (a local path or s3://...)
+    storage_path: str | None = None  # Ray storage: dir, shared volume or s3://; null = $CHORUS_STORAGE_PATH or runs/ray
+    results_dir: str | None = None  # <results_dir>/<experiment>/ (path or s3://); null = $CHORUS_RESULTS_DIR or results
     threads: int = field(default=0, metadata={"min": 0})  # TF threads per trial (per worker); 0 = from resources.cpus
 
 
@@ -77,10 +77,6 @@ class Search:
     spec: SearchSpec
     base_config: dict[str, Any]  # the full training config every trial starts from (paths made absolute)
     source: str = ""  # the file it was read from, for messages
-
-    @property
-    def param_keys(self) -> list[str]:
-        return list(self.spec.space)
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -102,6 +98,17 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 def _resolve_base(base: str, search_file: Path | None, source: str) -> Path:
     """`base` is a file (relative to the working directory or to the search file) or a bundled preset name."""
     return resolve_config_path(base, next_to=search_file.parent if search_file else None, key=f"{source}base")
+
+
+def default_storage_path() -> str:
+    """Where Ray keeps a search when the YAML does not say: the node's CHORUS_STORAGE_PATH (the compose image sets
+    the shared volume), else runs/ray under the working directory."""
+    return _absolute(os.environ.get("CHORUS_STORAGE_PATH") or os.path.join("runs", "ray"))
+
+
+def default_results_dir() -> str:
+    """CHORUS_RESULTS_DIR (the compose head sets its results mount), else results/ under the working directory."""
+    return _absolute(os.environ.get("CHORUS_RESULTS_DIR") or "results")
 
 
 def _absolute(path: str | None) -> str | None:
@@ -208,8 +215,8 @@ def build_search(doc: dict[str, Any], *, search_file: str | Path | None = None,
     # trials run in their own working directories, possibly on other machines: relative paths would break
     cfg.data.cache_dir = _absolute(cfg.data.cache_dir)
     cfg.data.path = _absolute(cfg.data.path)
-    spec.storage_path = _absolute(spec.storage_path or os.path.join("runs", "ray"))
-    spec.results_dir = _absolute(spec.results_dir)
+    spec.storage_path = _absolute(spec.storage_path) if spec.storage_path else default_storage_path()
+    spec.results_dir = _absolute(spec.results_dir) if spec.results_dir else default_results_dir()
     base_config = cfg.to_dict()
 
     _check_space(spec, base_config, source)

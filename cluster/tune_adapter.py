@@ -1,17 +1,21 @@
 """Ray adapts to the trainer: Tune trainables, search space, scheduler and the report bridge.
 
 Three layers, as in Ray's own TensorFlow examples:
-- `train_fn_per_worker`: runs trainer.train on one Ray Train worker (multi-worker trials only);
-- `run_trial`: the Tune function trainable. With one worker it calls trainer.train in the trial process;
-  with more it drives a TensorflowTrainer named after the trial id (so a retried trial resumes its own run);
+- `train_trial`: the one trial body (trainer.train with Ray's checkpoint and report), run in the Tune trial
+  process for a single-worker trial and on every Ray Train worker of a multi-worker one;
+- `make_trainable`: the Tune function trainable. With one worker it runs the body itself; with more it drives a
+  TensorflowTrainer named after the trial id (so a retried trial resumes its own run);
 - the Tuner, built in cluster.search.
 
 Every reported checkpoint is a self-contained run directory (config.yaml, checkpoints/, the latest samples,
-metrics.jsonl), so the best one can be copied out as is and `chorus generate --run` accepts it.
+metrics.jsonl), so the best one can be copied out as is and `chorus generate --run` accepts it. Its manifest
+(MANIFEST, written last) lists every file with its size: a checkpoint is complete only when all of them are there,
+which is how a resume tells a whole checkpoint from a half-written or half-pruned one (cluster.tune_state).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -21,13 +25,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
 from ray import tune
 
 from chorus.cluster.search_config import Search, trial_config
 
 RUN_SUBDIR = "run"  # the trainer's run dir inside a trial's working directory
-DRIVER_CPUS = 0.01  # what a multi-worker trial's driver process reserves
+# What a multi-worker trial's driver process reserves: memory only, never a CPU. A CPU sliver (0.01) would leave
+# 0.99 CPU on its node, where no whole-CPU Train worker then fits: two such trials deadlocked a 2 x 1-CPU cluster.
+DRIVER_MEMORY = 256 * 2**20
+MANIFEST = "chorus-checkpoint.json"  # in every staged checkpoint: {"step", "metrics", "files": {path: size}}
 THREAD_ENV = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
@@ -127,7 +133,20 @@ def stage_checkpoint(report, dest: Path) -> Path:
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
         shutil.copy2(metrics, dest / "metrics.jsonl")
+    write_manifest(dest, report.step, report.metrics)
     return dest
+
+
+def write_manifest(dest: Path, step: int, metrics: dict[str, Any]) -> None:
+    """List the staged files with their sizes (last, so that the manifest only exists over whole files)."""
+    files = {p.relative_to(dest).as_posix(): p.stat().st_size for p in sorted(dest.rglob("*")) if p.is_file()}
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    (dest / MANIFEST).write_text(json.dumps({"step": step, "metrics": {**numbers, "step": step}, "files": files}))
+
+
+def read_manifest(ckpt_dir: Path) -> dict[str, Any] | None:
+    path = ckpt_dir / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _step_of(name: str) -> int | None:
@@ -141,14 +160,18 @@ class RayReporter:
     """trainer.train's `report` callback: forwards metrics and checkpoints to Tune (or to Ray Train).
 
     report_fn is ray.tune.report in a single-worker trial and ray.train.report on a Train worker. Extra keys:
-    `resumed_from_step` (0 for a fresh start) and the seconds spent here (`ray_report_s`, cumulative).
+    `resumed_from_step` (0 for a fresh start) and the seconds spent here (`ray_report_s`, cumulative). With
+    `tensorboard` (a path or URI), the chief copies its TensorBoard events there at each checkpoint.
     """
 
     def __init__(self, report_fn: Callable[..., None], checkpoint_cls: Any, *, metric: str,
-                 resumed_from_step: int, always_forward: bool, extra: dict[str, Any] | None = None):
+                 resumed_from_step: int, always_forward: bool, extra: dict[str, Any] | None = None,
+                 tensorboard: str | None = None):
         self.report_fn, self.checkpoint_cls, self.metric = report_fn, checkpoint_cls, metric
         self.resumed_from_step, self.always_forward = resumed_from_step, always_forward
         self.extra = dict(extra or {})
+        self.tensorboard = tensorboard  # the chief copies its TensorBoard events here at each checkpoint
+        self.chief = False
         self.report_s = 0.0
 
     def __call__(self, report) -> None:
@@ -160,6 +183,9 @@ class RayReporter:
         # none. Ray Train workers must all report at the same steps, so they forward everything.
         if not self.always_forward and self.metric not in metrics and not report.checkpoint:
             return
+        self.chief = report.is_chief
+        if report.checkpoint and report.is_chief and self.tensorboard:
+            sync_tensorboard(Path(report.run_dir), self.tensorboard)
         if report.checkpoint:
             # next to the run dir, inside Ray's session dir: cleaned up with it even after a SIGKILL
             with tempfile.TemporaryDirectory(prefix=".ray-checkpoint-", dir=Path(report.run_dir).parent) as tmp:
@@ -207,48 +233,61 @@ def prepare_run_dir(run_dir: Path, restored: Path | None) -> None:
 # ----------------------------------------------------------------------------------------------- trainables
 
 
-def _train(cfg, report, resume_from):
-    from chorus.trainer import train  # imports TensorFlow: after limit_threads()
+def tensorboard_dir(settings: TrialSettings, trial_id: str) -> str:
+    """Where a trial's TensorBoard events go: <storage_path>/<experiment>/tensorboard/<trial id>, next to Tune's
+    state, so that one TensorBoard over storage_path (the compose `tensorboard` service) lists every trial."""
+    return f"{settings.storage_path.rstrip('/')}/{settings.experiment}/tensorboard/{trial_id}"
 
-    return train(cfg, report=report, resume_from=resume_from)
+
+def sync_tensorboard(run_dir: Path, dest: str) -> None:
+    """Copy the trainer's run_dir/tensorboard (written on the trial's node) to the storage path."""
+    from chorus.cluster.results import copy_tree
+
+    if (run_dir / "tensorboard").is_dir():
+        copy_tree(str(run_dir / "tensorboard"), dest)
 
 
-def run_single_worker_trial(params: dict[str, Any], base_config: dict[str, Any], settings: TrialSettings) -> None:
-    """trainer.train inside the Tune trial process, resuming from Tune's checkpoint after a failure."""
+def train_trial(params: dict[str, Any], base_config: dict[str, Any], settings: TrialSettings, *, session: Any,
+                run_dir: Path, trial_id: str, always_forward: bool, extra: dict[str, Any] | None = None) -> None:
+    """The one trial body: trainer.train resuming from the session's checkpoint, reporting through the session.
+
+    session is `ray.tune` in a single-worker trial and `ray.train` on a Ray Train worker; both offer
+    get_checkpoint, report and Checkpoint. Ray Train workers must all report at the same steps (always_forward).
+    """
     entered = time.perf_counter()
     limit_threads(settings.threads)
     cfg = trial_config(base_config, params)
     if not cfg.train.threads:
         cfg.train.threads = settings.threads
-    run_dir = Path.cwd() / RUN_SUBDIR
     cfg.run.dir = str(run_dir)
-    with restored_checkpoint(tune.get_checkpoint()) as restored:
+    with restored_checkpoint(session.get_checkpoint()) as restored:
         prepare_run_dir(run_dir, restored)
-        reporter = RayReporter(tune.report, tune.Checkpoint, metric=settings.metric,
-                               resumed_from_step=checkpoint_step(restored), always_forward=False,
-                               extra={"ray_setup_s": time.perf_counter() - entered})
-        _train(cfg, reporter, str(restored / "checkpoints") if restored else None)
+        resumed = checkpoint_step(restored)
+        extra = {"ray_setup_s": time.perf_counter() - entered, **(extra or {})}
+        manifest = read_manifest(restored) if restored else None
+        if manifest and resumed >= cfg.train.steps:
+            # restored from the final checkpoint (the driver died before it saw the trial end): report where it
+            # ended, so that the trial finishes at its last step instead of rerunning or ending without a result
+            session.report({**manifest["metrics"], "resumed_from_step": resumed, "ray_report_s": 0.0, **extra})
+            return
+        reporter = RayReporter(session.report, session.Checkpoint, metric=settings.metric, resumed_from_step=resumed,
+                               always_forward=always_forward, extra=extra,
+                               tensorboard=tensorboard_dir(settings, trial_id))
+        from chorus.trainer import train  # imports TensorFlow: after limit_threads()
+
+        train(cfg, report=reporter, resume_from=str(restored / "checkpoints") if restored else None)
+    if reporter.chief:
+        sync_tensorboard(run_dir, reporter.tensorboard)  # the events written after the last report
 
 
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker: TF_CONFIG is set by TensorflowTrainer, so the `auto` strategy is multi-worker."""
     import ray.train
 
-    entered = time.perf_counter()
-    settings = TrialSettings(**loop_config["settings"])
-    limit_threads(settings.threads)
-    cfg = trial_config(loop_config["base_config"], loop_config["params"])
-    if not cfg.train.threads:
-        cfg.train.threads = settings.threads
-    ctx = ray.train.get_context()
-    run_dir = Path(loop_config["local_dir"]) / f"rank{ctx.get_world_rank()}" / RUN_SUBDIR
-    cfg.run.dir = str(run_dir)
-    with restored_checkpoint(ray.train.get_checkpoint()) as restored:
-        prepare_run_dir(run_dir, restored)
-        reporter = RayReporter(ray.train.report, ray.train.Checkpoint, metric=settings.metric,
-                               resumed_from_step=checkpoint_step(restored), always_forward=True,
-                               extra={"ray_setup_s": time.perf_counter() - entered, "rank0_pid": os.getpid()})
-        _train(cfg, reporter, str(restored / "checkpoints") if restored else None)
+    rank = ray.train.get_context().get_world_rank()
+    train_trial(loop_config["params"], loop_config["base_config"], TrialSettings(**loop_config["settings"]),
+                session=ray.train, run_dir=Path(loop_config["local_dir"]) / f"rank{rank}" / RUN_SUBDIR,
+                trial_id=loop_config["trial_id"], always_forward=True, extra={"rank0_pid": os.getpid()})
 
 
 def inner_storage_path(settings: TrialSettings) -> str:
@@ -266,7 +305,7 @@ def run_multi_worker_trial(params: dict[str, Any], base_config: dict[str, Any], 
     trainer = TensorflowTrainer(
         train_fn_per_worker,
         train_loop_config={"params": params, "base_config": base_config, "settings": asdict(settings),
-                           "local_dir": str(Path.cwd())},
+                           "local_dir": str(Path.cwd()), "trial_id": trial_id},
         scaling_config=ray.train.ScalingConfig(num_workers=settings.workers, use_gpu=settings.gpus > 0,
                                                resources_per_worker=resources),
         run_config=ray.train.RunConfig(
@@ -290,18 +329,15 @@ def make_trainable(search: Search):
     res = search.spec.resources
     if res.workers == 1:
         def chorus_trial(params):
-            run_single_worker_trial(params, base_config, settings)
+            train_trial(params, base_config, settings, session=tune, run_dir=Path.cwd() / RUN_SUBDIR,
+                        trial_id=tune.get_context().get_trial_id(), always_forward=False)
 
         resources = {"cpu": res.cpus, **({"gpu": res.gpus} if res.gpus else {})}
     else:
         def chorus_trial(params):
             run_multi_worker_trial(params, base_config, settings)
 
-        # the trial process only drives the workers, which Ray Train places with their own resources
-        # (outside the trial's placement group); Tune refuses an empty request, hence a sliver of a CPU
-        resources = {"cpu": DRIVER_CPUS}
+        # the trial process only drives the workers, which Ray Train places with their own resources (outside
+        # the trial's placement group, as one gang); Tune refuses an empty request, so the driver asks for memory
+        resources = {"cpu": 0, "memory": DRIVER_MEMORY}
     return tune.with_resources(chorus_trial, resources)
-
-
-def ray_is_initialized() -> bool:
-    return ray.is_initialized()

@@ -28,6 +28,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 source docker/ids.sh
+# The watchdog reads the Docker socket as a member of its group (see docker-compose.yml).
+SOCK="${CHORUS_DOCKER_SOCKET:-/var/run/docker.sock}"
+export CHORUS_DOCKER_GID="${CHORUS_DOCKER_GID:-$(stat -c %g "$SOCK" 2>/dev/null || echo 0)}"
 COMPOSE=(docker/compose.sh)
 if [[ $GPU = 1 ]]; then
     COMPOSE+=(-f docker-compose.yml -f docker-compose.gpu.yml)
@@ -43,8 +46,9 @@ mkdir -p "$RESULTS" "${CHORUS_DATA_DIR:-./.cache/user-data}"
 if [[ "$(id -u)" = 0 ]]; then chown "$CHORUS_UID:$CHORUS_GID" "$RESULTS"; fi
 
 if [[ $JOB = 0 ]]; then
-    "${COMPOSE[@]}" up -d --scale ray-worker="$WORKERS" ray-head ray-worker
-    echo "up.sh: cluster is up; dashboard on http://127.0.0.1:${CHORUS_DASHBOARD_PORT:-8265} (token: $(docker/token.sh))"
+    "${COMPOSE[@]}" up -d --scale ray-worker="$WORKERS" ray-head ray-worker watchdog tensorboard
+    echo "up.sh: cluster is up; dashboard on http://127.0.0.1:${CHORUS_DASHBOARD_PORT:-8265} (token: $(docker/token.sh)),"
+    echo "       TensorBoard on http://127.0.0.1:${CHORUS_TENSORBOARD_PORT:-6006}"
     exit 0
 fi
 

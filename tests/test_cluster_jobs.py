@@ -49,6 +49,8 @@ def ray_head():
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dash}",
          "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=1", f"--temp-dir={tmp}/ray",
+         # the job agent's default port (52365) may be taken by another Ray on this machine: no agent, no jobs
+         f"--dashboard-agent-listen-port={free_port()}",
          "--disable-usage-stats"],
         env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
@@ -64,6 +66,18 @@ def ray_head():
                 if head.poll() is not None or time.time() > deadline:
                     pytest.fail("ray start --head did not come up:\n" + (Path(tmp) / "head.log").read_text()[-3000:])
                 time.sleep(1)
+        # the dashboard answers before its job agent has registered ("No available agent"): wait for a job to land
+        while True:
+            req = urllib.request.Request(f"{address}/api/jobs/", data=b'{"entrypoint": "true"}', method="POST",
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(req, timeout=30)
+                break
+            except urllib.error.HTTPError as e:
+                if e.code != 500 or time.time() > deadline + 120:
+                    pytest.fail(f"the head accepts no job: {e.code} {e.read()[:300]!r}")
+                time.sleep(2)
         yield {"address": address, "token": token, "token_file": str(token_file), "tmp": tmp}
     finally:
         try:
@@ -118,3 +132,21 @@ def test_submit_streams_logs_and_returns_the_jobs_exit_status(ray_head, tmp_path
 
     nowait = chorus("submit", "--address", ray_head["address"], "--no-wait", "--", "--help", env=env)
     assert nowait.returncode == 0 and nowait.stdout.strip().startswith("raysubmit_")
+
+
+def test_jobs_stop_ends_a_running_job(ray_head, tmp_path):
+    from ray.job_submission import JobSubmissionClient
+
+    env = clean_env(str(tmp_path)) | {"RAY_AUTH_TOKEN": ray_head["token"]}
+    c = JobSubmissionClient(ray_head["address"], headers={"Authorization": f"Bearer {ray_head['token']}"})
+    job = c.submit_job(entrypoint="sleep 600", submission_id="chorus-sleeper")
+    deadline = time.time() + 120
+    while c.get_job_status(job).value != "RUNNING":
+        assert time.time() < deadline, c.get_job_status(job)
+        time.sleep(1)
+    stopped = chorus("jobs", "--address", ray_head["address"], "stop", job, env=env)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert c.get_job_status(job).value == "STOPPED"
+    assert "job chorus-sleeper STOPPED" in stopped.stderr
+    again = chorus("jobs", "stop", job, "--address", ray_head["address"], env=env)
+    assert again.returncode == 0 and "already ended: STOPPED" in again.stderr

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -145,41 +145,92 @@ def test_multi_worker_trial_restarts_from_checkpoint_after_losing_a_worker(tmp_p
     assert_best_dir_loads(Path(outcome.results_path) / "best")
 
 
-def test_resume_after_the_driver_is_killed(tmp_path, data_cache, ray_env):
+# The driver of a one-trial-at-a-time search, killed (with its local Ray) at a chosen point of trial 00001:
+#   callback  when its 3rd checkpoint is reported, before Tune registers it: the saved state lacks it;
+#   prune     in the middle of deleting a checkpoint that num_to_keep prunes: a half-deleted folder;
+#   stale     Tune saves its state once more after the 1st checkpoint, then never again; killed at the 3rd
+#             (the test then deletes the checkpoint that state names, as a prune would have).
+KILLING_DRIVER = """
+import os, shutil, signal, sys
+import ray.train._internal.checkpoint_manager as manager
+import ray.tune.execution.tune_controller as controller
+from ray.tune import Callback
+from chorus.cluster.search import run_search
+from chorus.cluster.search_config import load_search
+
+path, mode = sys.argv[1:]
+die = lambda: os.killpg(0, signal.SIGKILL)
+save, delete, state = controller.TuneController.checkpoint, manager._delete_fs_path, {"frozen": False}
+
+def checkpoint(self, *args, **kwargs):
+    state["controller"] = self
+    if not state["frozen"]:
+        save(self, *args, **kwargs)
+
+def delete_then_die(fs, fs_path):
+    if "_00001_" not in fs_path:
+        return delete(fs, fs_path)
+    shutil.rmtree(os.path.join(fs_path, "checkpoints"))
+    die()
+
+class KillAt(Callback):
+    seen = 0
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        if trial.trial_id.endswith("00001"):
+            self.seen += 1
+            if mode == "stale" and self.seen == 2:
+                save(state["controller"], force=True, wait=True)
+                state["frozen"] = True
+            if mode in ("callback", "stale") and self.seen == 3:
+                die()
+
+controller.TuneController.checkpoint = checkpoint
+manager._delete_fs_path = delete_then_die if mode == "prune" else delete
+run_search(load_search(path), callbacks=[KillAt()])
+"""
+# CI runs the mid-prune kill; CHORUS_TEST_KILL_AT=callback,prune,stale runs each (loop it to soak).
+KILL_AT = os.environ.get("CHORUS_TEST_KILL_AT", "prune").split(",")
+
+
+def half_written_copy(trial_dir: Path) -> Path:
+    """A checkpoint after the newest, cut short as by a kill mid-upload: its biggest file truncated."""
+    ckpts = sorted(trial_dir.glob("checkpoint_*"))
+    dest = trial_dir / f"checkpoint_{int(ckpts[-1].name.split('_')[-1]) + 1:06d}"
+    shutil.copytree(ckpts[-1], dest)
+    biggest = max((p for p in dest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    return dest
+
+
+@pytest.mark.parametrize("kill_at", KILL_AT)
+def test_resume_after_the_driver_is_killed(tmp_path, data_cache, ray_env, kill_at):
     path = search_yaml(tmp_path, data_cache, experiment="resume-me",
                        extra="max_concurrent_trials: 1\ntrain: {steps: 15, eval_every: 3, checkpoint_every: 3}\n")
     store = tmp_path / "store" / "resume-me"
-    # Tune saves its experiment state every few seconds; save it every second so that the checkpoint the
-    # second trial just reported is in it when the driver dies
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
-    log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen([sys.executable, "-m", "chorus", "search", str(path)], cwd=REPO, env=env,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        # one trial at a time: once the second trial has a checkpoint, the first has finished; kill the driver
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            if list(store.glob("*_00001_*/checkpoint_*")):
-                time.sleep(3)
-                break
-            assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
-            time.sleep(0.5)
-        else:
-            pytest.fail("the search never reached its second trial:\n" + (tmp_path / "driver.log").read_text()[-3000:])
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and its local Ray, as if the laptop lid closed
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
-        log.close()
-    first_rows = len((next(store.glob("*_00000_*")) / "progress.csv").read_text().splitlines())
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        driver = subprocess.run([sys.executable, "-c", KILLING_DRIVER, str(path), kill_at], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, timeout=600)
+    assert driver.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+    (first,) = store.glob("*_00000_*")
+    (second,) = store.glob("*_00001_*")
+    first_rows = len((first / "progress.csv").read_text().splitlines())
+    if kill_at == "stale":
+        shutil.rmtree(second / "checkpoint_000000")  # the one the saved state names, pruned since
+    cut_short = half_written_copy(second)
 
     resumed = subprocess.run([sys.executable, "-m", "chorus", "search", "--resume", str(store)], cwd=REPO,
                              env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "chorus: resume: trial" in resumed.stderr
     rows = {r["trial_id"][-5:]: r for r in read_table(tmp_path / "results" / "resume-me")}
-    assert all(r["status"] == "TERMINATED" and r["step"] == "15" for r in rows.values())
-    # the finished trial was not rerun; the interrupted one continued from its checkpoint
-    assert len((next(store.glob("*_00000_*")) / "progress.csv").read_text().splitlines()) == first_rows
+    assert all(r["status"] == "TERMINATED" and r["step"] == "15" for r in rows.values()), rows
+    # the finished trial was not rerun; the interrupted one continued from its newest complete checkpoint,
+    # the 3rd (step 9), never from the half-written one after it
+    assert len((first / "progress.csv").read_text().splitlines()) == first_rows
     assert rows["00000"]["resumed_from_step"] == "0"
-    assert int(rows["00001"]["resumed_from_step"]) >= 3
+    assert rows["00001"]["resumed_from_step"] == "9", rows
+    assert not cut_short.exists()  # removed, and its number never reused
+    assert_best_dir_loads(tmp_path / "results" / "resume-me" / "best")

@@ -9,8 +9,6 @@ import pytest
 
 from chorus.cluster.search_config import build_search
 
-pytest.importorskip("ray.tune")
-
 
 def make(doc: dict, overrides: list[str] | None = None):
     return build_search({"train": {"eval_every": 5, "checkpoint_every": 10, "steps": 40}, **doc},
@@ -47,7 +45,7 @@ def test_schedulers():
 
 
 def test_trainable_resources_and_threads():
-    from chorus.cluster.tune_adapter import DRIVER_CPUS, TrialSettings, make_trainable
+    from chorus.cluster.tune_adapter import DRIVER_MEMORY, TrialSettings, make_trainable
 
     one = make_trainable(make({"resources": {"cpus": 2}}))
     assert one._resources.required_resources == {"CPU": 2.0}
@@ -55,7 +53,48 @@ def test_trainable_resources_and_threads():
     assert TrialSettings.from_search(make({"resources": {"cpus": 0.5}})).threads == 1
     assert TrialSettings.from_search(make({"threads": 3})).threads == 3
     multi = make_trainable(make({"resources": {"cpus": 1, "workers": 2}}))
-    assert multi._resources.required_resources == {"CPU": DRIVER_CPUS}
+    # the driver of a multi-worker trial holds no CPU at all: a sliver would leave no whole CPU for a worker
+    assert multi._resources.required_resources == {"memory": DRIVER_MEMORY}
+
+
+def test_capacity_counts_whole_worker_groups_and_fails_when_none_fits(monkeypatch):
+    from chorus.cluster.preflight import apply_capacity, groups_that_fit, trial_capacity
+    from chorus.data.errors import InputError
+
+    head, worker = {"CPU": 0.0, "memory": 2e9}, {"CPU": 1.0, "memory": 4e9}
+    assert groups_that_fit([head, worker, worker], 2, {"CPU": 1.0}) == 1  # the compose cluster: one at a time
+    assert groups_that_fit([head, worker, worker], 1, {"CPU": 1.0}) == 2
+    assert groups_that_fit([{"CPU": 0.99}, {"CPU": 0.99}], 2, {"CPU": 1.0}) == 0  # the old deadlock
+    assert groups_that_fit([{"CPU": 3.0}, {"CPU": 1.0}], 2, {"CPU": 1.5}) == 1
+    search = make({"resources": {"cpus": 1, "workers": 2}, "max_concurrent_trials": 4})
+    assert trial_capacity(search, [head, worker, worker]) == 1
+    with pytest.raises(InputError, match=r"^resources: a trial needs 2 worker\(s\) of 1 CPU.*offer 0 CPU, 1 CPU: "):
+        trial_capacity(search, [head, worker])
+    import chorus.cluster.preflight as preflight
+
+    monkeypatch.setattr(preflight, "_nodes", lambda: [{"Resources": n} for n in (head, worker, worker)])
+    apply_capacity(search)
+    assert search.spec.max_concurrent_trials == 1
+
+
+def test_manifest_tells_a_complete_checkpoint_from_a_half_written_one(tmp_path):
+    import pyarrow.fs
+
+    from chorus.cluster.tune_adapter import write_manifest
+    from chorus.cluster.tune_state import read_complete_manifest
+
+    ckpt = tmp_path / "checkpoint_000003"
+    (ckpt / "checkpoints").mkdir(parents=True)
+    (ckpt / "checkpoints" / "ckpt-9.data-00000-of-00001").write_bytes(b"x" * 100)
+    (ckpt / "config.yaml").write_text("train: {}\n")
+    write_manifest(ckpt, 9, {"music_distance": 0.5, "note": "text is dropped"})
+    fs = pyarrow.fs.LocalFileSystem()
+    manifest = read_complete_manifest(fs, str(ckpt))
+    assert manifest["step"] == 9 and manifest["metrics"] == {"music_distance": 0.5, "step": 9}
+    (ckpt / "checkpoints" / "ckpt-9.data-00000-of-00001").write_bytes(b"x" * 40)  # a copy cut short
+    assert read_complete_manifest(fs, str(ckpt)) is None
+    (ckpt / "checkpoints" / "ckpt-9.data-00000-of-00001").unlink()  # a prune cut short
+    assert read_complete_manifest(fs, str(ckpt)) is None
 
 
 @dataclass
@@ -102,6 +141,6 @@ def test_reporter_stages_a_run_dir_per_checkpoint_and_skips_unscored_results(tmp
     assert len(seen) == 1
     metrics, files = seen[0]
     assert metrics["step"] == 6 and metrics["music_distance"] == 2.0 and metrics["resumed_from_step"] == 0
-    assert files == ["checkpoints/checkpoint", "checkpoints/ckpt-6.index", "checkpoints/config.yaml", "config.yaml",
-                     "metrics.jsonl", "samples/step-000006/sample-0.mid"]
+    assert files == ["checkpoints/checkpoint", "checkpoints/ckpt-6.index", "checkpoints/config.yaml",
+                     "chorus-checkpoint.json", "config.yaml", "metrics.jsonl", "samples/step-000006/sample-0.mid"]
     assert not list((tmp_path / "trial").glob(".ray-checkpoint-*"))  # the staging dir is gone

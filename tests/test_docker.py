@@ -1,9 +1,9 @@
 """The containers end to end: the image, a docker compose Ray cluster with token auth, and the main job.
 
-Every test here needs a Docker engine (marker `docker`); without one they all skip and say why. The image is built
-once per session through docker/build.sh, the script the README uses (layers cache, so a warm build takes
-seconds). The cluster gets its own compose project name, results dir, token and dashboard port, and is always
-brought down with its volumes, even when a test fails.
+Every test here needs a Docker engine (marker `docker`); without one they skip and say why, except under CI=true,
+where they fail. The image is built once per session through docker/build.sh, the script the README uses (layers
+cache, so a warm build takes seconds). One cluster is shared by the module: it gets its own compose project name,
+results dir, token and ports, and is always brought down with its volumes, even when a test fails.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("CHORUS_TEST_IMAGE", "chorus:cpu")
 WORKERS = 2
+SERVICES = ("ray-head", "ray-worker", "watchdog", "tensorboard")  # what `scripts/up.sh --cluster-only` starts
 
 
 def _engine_problem() -> str | None:
@@ -46,8 +48,15 @@ def _engine_problem() -> str | None:
 
 
 _PROBLEM = _engine_problem()
-if _PROBLEM:
-    pytestmark = [pytest.mark.docker, pytest.mark.skip(reason=f"Docker tests skipped: {_PROBLEM}")]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def docker_engine() -> None:
+    """No engine: a skip that says why, or under CI=true (where a skipped check is a failed one) a failure."""
+    if _PROBLEM:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"CI=true and the Docker tests cannot run: {_PROBLEM}")
+        pytest.skip(f"Docker tests skipped: {_PROBLEM}")
 
 
 def run(cmd: list[str], *, env: dict | None = None, timeout: float = 600, check: bool = True,
@@ -74,7 +83,7 @@ def expected_uid_gid() -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------------------------- the image
 @pytest.fixture(scope="session")
-def image() -> str:
+def image(docker_engine) -> str:
     start = time.monotonic()
     run(["bash", "docker/build.sh"], env={**os.environ, "CHORUS_IMAGE": IMAGE}, timeout=3600)
     print(f"\nimage {IMAGE} built in {time.monotonic() - start:.1f} s")
@@ -83,7 +92,7 @@ def image() -> str:
 
 def test_image_runs_as_invoking_user_with_pinned_versions(image):
     uid, gid = expected_uid_gid()
-    script = ("import os, tensorflow, ray, tf_keras, trainer.config as c; "
+    script = ("import os, tensorflow, ray, tf_keras, chorus.trainer.config as c; "
               "print(os.getuid(), os.getgid(), tensorflow.__version__, ray.__version__, tf_keras.__version__, "
               "c.CONFIG_DIR, (c.CONFIG_DIR / 'default.yaml').is_file(), os.environ['TF_USE_LEGACY_KERAS'], "
               "os.access('/app', os.W_OK), os.path.realpath('/app/.cache'))")
@@ -91,8 +100,10 @@ def test_image_runs_as_invoking_user_with_pinned_versions(image):
     assert out[:2] == [str(uid), str(gid)] and uid != 0
     pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().split() if "==" in line)
     assert out[2:5] == [pins["tensorflow"], pins["ray"], pins["tf_keras"]]
-    # configs/ next to the packages; /app writable (runs/); the dataset cache on the shared volume
-    assert out[5:] == ["/app/configs", "True", "1", "True", "/shared/.cache"]
+    # the presets are package data of the installed wheel (no source tree in the image); /app writable (runs/);
+    # the dataset cache on the shared volume
+    assert out[5:] == ["/opt/venv/lib/python3.11/site-packages/chorus/configs", "True", "1", "True",
+                       "/shared/.cache"]
     freeze = run(["docker", "run", "--rm", image, "cat", "/opt/venv/pip-freeze.txt"]).stdout
     frozen = {k.lower().replace("_", "-"): v for k, v in (line.split("==") for line in freeze.split() if "==" in line)}
     for name, version in pins.items():
@@ -107,6 +118,7 @@ def test_code_only_change_rebuilds_from_cache(image, tmp_path):
                                     "*.egg-info", ".pytest_cache", ".ruff_cache")
     shutil.copytree(REPO, ctx, ignore=ignore, symlinks=True)
     (ctx / "trainer" / "_rebuild_probe.py").write_text(f"PROBE = {uuid.uuid4().hex!r}\n")
+    # a fresh tag with no image of its own: the dependency layers can only come from the build cache
     tag = f"chorus-rebuild-test:{uuid.uuid4().hex[:8]}"
     start = time.monotonic()
     try:
@@ -114,13 +126,26 @@ def test_code_only_change_rebuilds_from_cache(image, tmp_path):
         seconds = time.monotonic() - start
         print(f"\ncode-only rebuild: {seconds:.1f} s")
         log = out.stdout + out.stderr
-        # The classic builder says "Using cache" per step, BuildKit says CACHED: the pip install step must be one.
-        step = log[log.index("pip install --no-cache-dir -r /tmp/pins/requirements.txt"):][:400]
-        assert "Using cache" in step or "CACHED" in log, step
-        assert seconds < 120
-        run(["docker", "run", "--rm", tag, "python", "-c", "import trainer._rebuild_probe"])
+        # Each of the dependency steps (the venv, then the pinned requirements) must be a cache hit: the classic
+        # builder prints "Using cache" right after the step, BuildKit prints "CACHED" on the step's own line.
+        for step in ("python3 -m venv /opt/venv", "pip install --no-cache-dir -r /tmp/pins/requirements-image.txt"):
+            assert step in log, f"build log has no step running {step!r}:\n{log[-3000:]}"
+            block = _build_step(log, step)
+            assert "Using cache" in block or "CACHED" in block, f"{step!r} was rebuilt:\n{block}"
+        assert "Using cache" not in _build_step(log, "COPY trainer /src/trainer")  # the code layer did rebuild
+        run(["docker", "run", "--rm", tag, "python", "-c", "import chorus.trainer._rebuild_probe"])
     finally:
         run(["docker", "rmi", tag], check=False)
+
+
+def _build_step(log: str, needle: str) -> str:
+    """The build log of the step whose command contains needle: from its "Step N/M" (classic) or "#N" (BuildKit)
+    line up to the next step."""
+    lines = log.splitlines()
+    at = next(i for i, line in enumerate(lines) if needle in line)
+    start = max(i for i in range(at + 1) if lines[i].startswith(("Step ", "#")) or i == 0)
+    end = next((i for i in range(at + 1, len(lines)) if lines[i].startswith("Step ")), len(lines))
+    return "\n".join(lines[start:end])
 
 
 # ----------------------------------------------------------------------------------------------- the cluster
@@ -131,6 +156,8 @@ class Cluster:
     port: int
     token: str
     results: Path
+    token_path: str = ""
+    tensorboard_port: int = 0
     compose: list[str] = field(default_factory=list)
 
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
@@ -167,6 +194,13 @@ class Cluster:
             time.sleep(1)
         raise AssertionError(f"{n} x {service} not healthy after {timeout} s:\n{self('ps', check=False).stdout}")
 
+    def wait_nodes(self, n: int, timeout: float = 180) -> float:
+        start = time.monotonic()
+        while (alive := self.alive_nodes()) != n:
+            assert time.monotonic() - start < timeout, f"{alive} Ray nodes alive after {timeout} s, expected {n}"
+            time.sleep(2)
+        return time.monotonic() - start
+
     def alive_nodes(self) -> int:
         head = self.containers("ray-head")[0]
         code = "import ray; ray.init(); print('NODES', sum(n['Alive'] for n in ray.nodes()))"
@@ -193,8 +227,10 @@ class Cluster:
 def cluster(image, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster")
     project = f"chorustest{uuid.uuid4().hex[:10]}"
-    port = free_port()
+    port, tb_port = free_port(), free_port()
+    sock = os.environ.get("CHORUS_DOCKER_SOCKET", "/var/run/docker.sock")
     env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "CHORUS_IMAGE": image, "CHORUS_DASHBOARD_PORT": str(port),
+           "CHORUS_TENSORBOARD_PORT": str(tb_port), "CHORUS_DOCKER_GID": str(os.stat(sock).st_gid),
            "CHORUS_RESULTS_DIR": str(tmp / "results"), "CHORUS_SECRETS_DIR": str(tmp / "secrets"),
            "CHORUS_DATA_DIR": str(tmp / "data")}
     uid, gid = expected_uid_gid()
@@ -208,11 +244,12 @@ def cluster(image, tmp_path_factory):
             break
         p.chmod(p.stat().st_mode | 0o011)
     token_path = run(["bash", "docker/token.sh"], env=env).stdout.strip()
-    c = Cluster(project, env, port, Path(token_path).read_text().strip(), tmp / "results",
+    c = Cluster(project, env, port, Path(token_path).read_text().strip(), tmp / "results", token_path=token_path,
+                tensorboard_port=tb_port,
                 compose=["bash", str(REPO / "docker/compose.sh"), "-f", str(REPO / "docker-compose.yml")])
     try:
         start = time.monotonic()
-        c("up", "-d", "--scale", f"ray-worker={WORKERS}", "ray-head", "ray-worker")
+        c("up", "-d", "--scale", f"ray-worker={WORKERS}", *SERVICES)
         c.wait_healthy("ray-worker", WORKERS)
         print(f"\ncluster ({WORKERS} workers) healthy {time.monotonic() - start:.1f} s after `up`")
         yield c
@@ -235,9 +272,9 @@ def test_cluster_has_head_and_two_workers(cluster):
     assert cluster.alive_nodes() == 1 + WORKERS
 
 
-def test_only_dashboard_port_published_on_loopback(cluster):
+def test_only_dashboard_and_tensorboard_published_on_loopback(cluster):
     published = []
-    for service in ("ray-head", "ray-worker"):
+    for service in SERVICES:
         for cid in cluster.containers(service):
             ports = cluster.inspect(cid)["NetworkSettings"]["Ports"] or {}
             for container_port, bindings in ports.items():
@@ -245,13 +282,15 @@ def test_only_dashboard_port_published_on_loopback(cluster):
                     published.append((service, container_port, b["HostIp"], b["HostPort"]))
                 if container_port.split("/")[0] in ("6379", "10001"):
                     assert not bindings, f"{service} publishes {container_port}: {bindings}"
-    assert published == [("ray-head", "8265/tcp", "127.0.0.1", str(cluster.port))], published
+    assert sorted(published) == [("ray-head", "8265/tcp", "127.0.0.1", str(cluster.port)),
+                                 ("tensorboard", "6006/tcp", "127.0.0.1", str(cluster.tensorboard_port))], published
     # Nothing answers on a non-loopback address of this host.
     ip = socket.gethostbyname(socket.gethostname())
     if not ip.startswith("127."):
-        with socket.socket() as s:
-            s.settimeout(3)
-            assert s.connect_ex((ip, cluster.port)) != 0
+        for port in (cluster.port, cluster.tensorboard_port):
+            with socket.socket() as s:
+                s.settimeout(3)
+                assert s.connect_ex((ip, port)) != 0
 
 
 def test_jobs_api_refuses_calls_without_the_token(cluster):
@@ -295,69 +334,83 @@ def test_job_runs_tensorflow_on_both_workers_and_writes_results_as_the_user(clus
         assert (p.stat().st_uid, p.stat().st_gid) == (uid, gid)
 
 
-def test_worker_that_crashes_restarts_and_rejoins(cluster):
+def test_a_killed_worker_comes_back_and_rejoins(cluster):
+    """`docker kill` (SIGKILL, as the OOM killer): Docker 20.10 restarts no such container; the watchdog does."""
     victim = cluster.containers("ray-worker")[0]
     started = cluster.inspect(victim)["State"]["StartedAt"]
-    # Kill the worker's Ray processes from inside: `ray start --block` exits, as after an OOM kill of the raylet,
-    # and `restart: unless-stopped` brings the container back. (A `docker kill` counts as a manual stop: Docker
-    # leaves that container down.)
-    run(["docker", "exec", victim, "ray", "stop", "--force"], check=False)
+    run(["docker", "kill", victim])
     start = time.monotonic()
     while cluster.inspect(victim)["State"]["StartedAt"] == started:
-        assert time.monotonic() - start < 90, "the worker was not restarted"
+        assert time.monotonic() - start < 90, "the killed worker was not restarted:\n" + cluster(
+            "logs", "watchdog", check=False).stdout[-3000:]
         time.sleep(1)
     cluster.wait_healthy("ray-worker", WORKERS)
-    start = time.monotonic()
-    while cluster.alive_nodes() != 1 + WORKERS:
-        assert time.monotonic() - start < 60
-        time.sleep(2)
+    cluster.wait_nodes(1 + WORKERS)
+    # a stop by hand is respected: no restart
+    run(["docker", "stop", "-t", "10", victim])
+    time.sleep(8)
+    assert not cluster.inspect(victim)["State"]["Running"]
+    cluster("up", "-d", "--scale", f"ray-worker={WORKERS}", "ray-worker")
+    cluster.wait_healthy("ray-worker", WORKERS)
 
 
 def test_scale_workers_up_and_down(cluster):
     cluster("up", "-d", "--scale", f"ray-worker={WORKERS + 1}", "ray-worker")
     cluster.wait_healthy("ray-worker", WORKERS + 1)
-    start = time.monotonic()
-    while cluster.alive_nodes() != 2 + WORKERS:
-        assert time.monotonic() - start < 60
-        time.sleep(2)
+    cluster.wait_nodes(2 + WORKERS)
     cluster("up", "-d", "--scale", f"ray-worker={WORKERS}", "ray-worker")
     assert len(cluster.containers("ray-worker")) == WORKERS
 
 
 # ------------------------------------------------------------------------- the main job: a search end to end
+def host_chorus(cluster: Cluster, *args: str, timeout: float = 2400) -> subprocess.Popen:
+    """`chorus` from the host, as the README and configs/search.yaml say, with the cluster's token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "CHORUS_"))}
+    env["RAY_AUTH_TOKEN_PATH"] = cluster.token_path
+    return subprocess.Popen([sys.executable, "-m", "chorus", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_storage_the_workers_cannot_see_fails_once_at_start(cluster):
+    """A storage_path local to the head: one line saying what to set, exit 2, and no trial ever starts."""
+    job = host_chorus(cluster, "submit", "--address", f"http://127.0.0.1:{cluster.port}", "--", "search",
+                      "configs/search.yaml", "--set", "experiment=not-shared", "--set", "storage_path=/tmp/not-shared")
+    out, _ = job.communicate(timeout=600)
+    assert job.returncode == 2, out[-4000:]
+    lines = [x for x in out.splitlines() if "is not shared" in x]  # the job's log, maybe echoed in its status
+    assert lines, out[-4000:]
+    line = lines[0]
+    assert "storage_path: /tmp/not-shared is not shared" in line and "CHORUS_STORAGE_PATH" in line, line
+    assert "chorus_trial" not in out and "Trial status" not in out, out[-4000:]
+
+
+SHORT = ["--set", "train.steps=24", "--set", "train.checkpoint_every=6", "--set", "train.eval_every=6",
+         "--set", "train.sample_every=12", "--set", "train.log_every=6"]
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not (REPO / "cluster" / "search.py").exists(), reason="needs chorus search (cluster/search.py)")
-def test_tiny_search_survives_a_killed_worker(cluster):
-    """The one-shot `search` service, as `scripts/up.sh` runs it, on a tiny search; one worker is killed midway."""
+def test_submit_as_the_readme_says_survives_a_killed_worker(cluster):
+    """`chorus submit --address http://127.0.0.1:8265 -- search configs/search.yaml` from the host, verbatim but for
+    the port and a shorter training: storage and results come from the nodes' defaults. A worker is killed
+    midway; its trial resumes from a checkpoint, the worker rejoins, TensorBoard lists every trial."""
     experiment = f"docker-e2e-{uuid.uuid4().hex[:6]}"
-    # configs/search.yaml (4 trials over configs/tiny.yaml) made shorter, with frequent checkpoints.
-    job = ("chorus submit --address http://ray-head:8265 -- search configs/search.yaml"
-           f" --set experiment={experiment} --set storage_path=/shared/ray_results --set results_dir=/results"
-           " --set train.steps=24 --set train.checkpoint_every=6 --set train.eval_every=6"
-           " --set train.sample_every=12 --set train.log_every=6")
-    saved = cluster.env
-    cluster.env = {**saved, "CHORUS_JOB": job}
-    try:
-        start = time.monotonic()
-        cluster("up", "-d", "--scale", f"ray-worker={WORKERS}", "search")
-        search = cluster.containers("search")[0]
-        # Once a trial has reported a checkpoint to the shared storage, kill a worker: its trial must resume there.
-        head = cluster.containers("ray-head")[0]
-        find = f"find /shared/ray_results/{experiment} -name 'checkpoint_*' -type d 2>/dev/null | head -1"
-        while not run(["docker", "exec", head, "bash", "-c", find], check=False).stdout.strip():
-            assert cluster.inspect(search)["State"]["Running"], cluster("logs", "search", check=False).stdout[-6000:]
-            assert time.monotonic() - start < 1200, "no checkpoint within 20 minutes"
-            time.sleep(2)
-        run(["docker", "kill", cluster.containers("ray-worker")[-1]])
-        rc = int(run(["docker", "wait", search], timeout=2400).stdout.strip())
-        logs = cluster("logs", "search", check=False).stdout
-        print(f"\ntiny search with a killed worker: {time.monotonic() - start:.0f} s, exit {rc}")
-        assert rc == 0, logs[-8000:]
-    finally:
-        cluster.env = saved
-        cluster("up", "-d", "--scale", f"ray-worker={WORKERS}", "ray-worker", check=False)  # the killed one back
-    out = cluster.results / experiment
-    rows = list(csv.DictReader((out / "trials.csv").open()))
+    start = time.monotonic()
+    job = host_chorus(cluster, "submit", "--address", f"http://127.0.0.1:{cluster.port}", "--", "search",
+                      "configs/search.yaml", "--set", f"experiment={experiment}", *SHORT)
+    head = cluster.containers("ray-head")[0]
+    find = f"find /shared/ray_results/{experiment} -name 'checkpoint_*' -type d 2>/dev/null | head -1"
+    while not run(["docker", "exec", head, "bash", "-c", find], check=False).stdout.strip():
+        assert job.poll() is None, job.stdout.read()[-6000:]
+        assert time.monotonic() - start < 1200, "no checkpoint within 20 minutes"
+        time.sleep(2)
+    run(["docker", "kill", cluster.containers("ray-worker")[-1]])
+    out, _ = job.communicate(timeout=2400)
+    print(f"\ntiny search with a killed worker: {time.monotonic() - start:.0f} s, exit {job.returncode}")
+    assert job.returncode == 0, out[-8000:]
+    cluster.wait_nodes(1 + WORKERS)  # the killed worker is back without an `up`
+
+    res = cluster.results / experiment
+    rows = list(csv.DictReader((res / "trials.csv").open()))
     assert len(rows) == 4, rows
     assert all(r["status"] == "TERMINATED" and r["step"] == "24" for r in rows), rows
     # The trial on the killed worker failed once and resumed from a checkpoint, not from step 0.
@@ -365,9 +418,40 @@ def test_tiny_search_survives_a_killed_worker(cluster):
     assert retried, rows
     assert all(int(r["resumed_from_step"]) > 0 for r in retried), rows
     for name in ("trials.md", "report.html", "best"):
-        assert (out / name).exists(), name
+        assert (res / name).exists(), name
     uid, gid = expected_uid_gid()
-    assert all((p.stat().st_uid, p.stat().st_gid) == (uid, gid) for p in [out, *out.rglob("*")])
+    assert all((p.stat().st_uid, p.stat().st_gid) == (uid, gid) for p in [res, *res.rglob("*")])
+    # TensorBoard answers on loopback and lists one run per trial of this search.
+    runs = {}
+    deadline = time.monotonic() + 60
+    while len(runs) < 4 and time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{cluster.tensorboard_port}/data/runs", timeout=10) as r:
+            runs = {x for x in json.loads(r.read()) if x.startswith(f"{experiment}/tensorboard/")}
+        time.sleep(3)
+    assert {x.rsplit("/", 1)[-1] for x in runs} == {r["trial_id"] for r in rows}, runs
     # The best run directory loads with `chorus generate`.
-    run(["docker", "run", "--rm", "-v", f"{out}:/out:ro", cluster.env["CHORUS_IMAGE"], "chorus", "generate",
+    run(["docker", "run", "--rm", "-v", f"{res}:/out:ro", cluster.env["CHORUS_IMAGE"], "chorus", "generate",
          "--run", "/out/best", "--num", "1", "--out", "/tmp/generated"], timeout=600)
+
+
+@pytest.mark.slow
+def test_multi_worker_search_runs_as_the_one_shot_job(cluster):
+    """`resources.workers: 2` on 2 workers of 1 CPU: one trial's worker group at a time, no deadlock. Run by the
+    one-shot `search` service, as scripts/up.sh does."""
+    experiment = f"docker-multi-{uuid.uuid4().hex[:6]}"
+    job = ("chorus submit --address http://ray-head:8265 -- search configs/search.yaml"
+           f" --set experiment={experiment} --set num_samples=1 --set resources.workers=2 --set train.steps=6"
+           " --set train.checkpoint_every=3 --set train.eval_every=3 --set train.sample_every=6"
+           " --set train.log_every=3")
+    saved = cluster.env
+    cluster.env = {**saved, "CHORUS_JOB": job}
+    try:
+        cluster("up", "-d", "--scale", f"ray-worker={WORKERS}", "search")
+        search = cluster.containers("search")[0]
+        rc = int(run(["docker", "wait", search], timeout=1800).stdout.strip())
+        logs = cluster("logs", "search", check=False).stdout
+    finally:
+        cluster.env = saved
+    assert rc == 0, logs[-8000:]
+    rows = list(csv.DictReader((cluster.results / experiment / "trials.csv").open()))
+    assert len(rows) == 2 and all(r["status"] == "TERMINATED" and r["step"] == "6" for r in rows), rows

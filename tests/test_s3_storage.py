@@ -10,11 +10,9 @@ import csv
 import socket
 import textwrap
 
+import boto3  # a hard dependency (requirements.txt); moto[server] is a dev one (pip install -e '.[dev]')
 import pytest
 from tests_support import run_chorus
-
-pytest.importorskip("moto.server", reason="moto[server] is a dev dependency: pip install -e '.[dev]'")
-boto3 = pytest.importorskip("boto3")
 
 BUCKET = "chorus-test"
 

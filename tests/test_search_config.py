@@ -28,6 +28,22 @@ def test_default_search_yaml_loads():
     assert Path(spec.storage_path).is_absolute() and Path(search.base_config["data"]["cache_dir"]).is_absolute()
 
 
+def test_storage_and_results_default_to_the_nodes_environment(tmp_path, monkeypatch):
+    """configs/search.yaml leaves both null: a node's CHORUS_STORAGE_PATH / CHORUS_RESULTS_DIR (the compose image
+    sets them), else runs/ray and results under the working directory; the YAML or --set wins over both."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHORUS_STORAGE_PATH", raising=False)
+    monkeypatch.delenv("CHORUS_RESULTS_DIR", raising=False)
+    spec = load_search(REPO / "configs" / "search.yaml").spec
+    assert (spec.storage_path, spec.results_dir) == (str(tmp_path / "runs" / "ray"), str(tmp_path / "results"))
+    monkeypatch.setenv("CHORUS_STORAGE_PATH", "/shared/ray_results")
+    monkeypatch.setenv("CHORUS_RESULTS_DIR", "/results")
+    spec = load_search(REPO / "configs" / "search.yaml").spec
+    assert (spec.storage_path, spec.results_dir) == ("/shared/ray_results", "/results")
+    spec = load_search(REPO / "configs" / "search.yaml", ["storage_path=s3://b/p", "results_dir=out"]).spec
+    assert (spec.storage_path, spec.results_dir) == ("s3://b/p", str(tmp_path / "out"))
+
+
 def test_set_routes_training_and_search_keys(tmp_path):
     assert split_overrides(["train.steps=5", "num_samples=3", "resources.cpus=2"]) == (
         ["train.steps=5"], ["num_samples=3", "resources.cpus=2"])

@@ -1,0 +1,136 @@
+"""Before a resume: make Tune's saved experiment state agree with what really is in storage.
+
+Tune saves its experiment state every few seconds; checkpoints are written and pruned (`num_to_keep`) in between.
+A driver killed at the wrong moment leaves a state that names a checkpoint which pruning has since deleted, or
+misses newer ones, and may leave a checkpoint half-written or half-deleted. Tune then refuses to restore the
+trial ("does not exist on storage anymore"). `repair_experiment` rewrites the newest state file so that every
+unfinished trial restores from its newest *complete* checkpoint (tune_adapter's manifest lists each file and
+its size), drops incomplete checkpoint folders, and continues numbering after the highest one on disk. Finished
+trials are left exactly as they are.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any
+
+from chorus.cluster import results as results_mod
+from chorus.cluster.tune_adapter import MANIFEST
+
+CHECKPOINT_PREFIX = "checkpoint_"
+
+
+def _index(name: str) -> int | None:
+    tail = name[len(CHECKPOINT_PREFIX):] if name.startswith(CHECKPOINT_PREFIX) else ""
+    return int(tail) if tail.isdigit() else None
+
+
+def checkpoint_dirs(fs, trial_path: str) -> dict[int, str]:
+    """index -> path of the checkpoint_NNNNNN folders of a trial."""
+    import pyarrow.fs
+
+    found = {}
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True)):
+        idx = _index(info.base_name)
+        if idx is not None and info.type == pyarrow.fs.FileType.Directory:
+            found[idx] = info.path
+    return found
+
+
+def read_complete_manifest(fs, ckpt_path: str) -> dict[str, Any] | None:
+    """The checkpoint's manifest when every file it lists is there with its size, else None."""
+    import pyarrow.fs
+
+    try:
+        with fs.open_input_stream(posixpath.join(ckpt_path, MANIFEST)) as f:
+            manifest = json.loads(f.read().decode())
+    except (OSError, ValueError):
+        return None
+    sizes = {info.path[len(ckpt_path.rstrip("/")) + 1:]: info.size
+             for info in fs.get_file_info(pyarrow.fs.FileSelector(ckpt_path, recursive=True))
+             if info.type == pyarrow.fs.FileType.File}
+    if any(sizes.get(rel) != size for rel, size in manifest.get("files", {}).items()):
+        return None
+    return manifest
+
+
+def _repair_trial(trial, fs) -> str | None:
+    """Point one unfinished trial at its newest complete checkpoint; a line saying what changed, or None."""
+    from ray.train import Checkpoint
+    from ray.train._internal.checkpoint_manager import _insert_into_sorted_list
+    from ray.train._internal.session import _TrainingResult
+    from ray.train._internal.storage import _delete_fs_path
+
+    trial_path = trial.storage.trial_fs_path
+    on_disk = checkpoint_dirs(fs, trial_path)
+    complete = {}
+    for idx, path in sorted(on_disk.items()):
+        manifest = read_complete_manifest(fs, path)
+        if manifest is None:
+            _delete_fs_path(fs, path)  # half-written or half-pruned: never restorable
+        else:
+            complete[idx] = (path, manifest)
+    manager = trial.run_metadata.checkpoint_manager
+    latest = manager.latest_checkpoint_result
+    kept = [r for r in manager._checkpoint_results if r.checkpoint.path in {p for p, _ in complete.values()}]
+    newest = max(complete) if complete else None
+    newest_path = complete[newest][0] if newest is not None else None
+    if latest is not None and latest.checkpoint.path == newest_path and len(kept) == len(manager._checkpoint_results):
+        return None
+    if newest is None:
+        chosen = None
+    else:
+        chosen = next((r for r in kept if r.checkpoint.path == newest_path), None)
+        if chosen is None:  # written after the last state save: rebuild its result from the manifest
+            chosen = _TrainingResult(checkpoint=Checkpoint(newest_path, filesystem=fs),
+                                     metrics=dict(complete[newest][1].get("metrics", {})))
+            if manager.checkpoint_config.checkpoint_score_attribute in chosen.metrics:
+                _insert_into_sorted_list(kept, chosen, key=manager._get_checkpoint_score)
+            else:
+                kept.append(chosen)
+    manager._checkpoint_results = kept
+    manager._latest_checkpoint_result = chosen
+    # the next checkpoint goes after every folder on disk, never over one
+    trial.storage.current_checkpoint_index = max(on_disk, default=-1)
+    trial.invalidate_json_state()
+    trial.run_metadata.invalidate_cache()
+    was = latest.checkpoint.path.rsplit("/", 1)[-1] if latest is not None else "none"
+    return f"trial {trial.trial_id}: restores from {newest_path.rsplit('/', 1)[-1] if newest_path else 'the start'} " \
+           f"(the saved state named {was})"
+
+
+def repair_experiment(exp_path: str) -> list[str]:
+    """Rewrite the newest experiment state of exp_path so that a resume cannot miss a checkpoint; what changed."""
+    import copy
+
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+    from ray.tune.experiment.trial import Trial
+
+    fs, path = results_mod.fs_and_path(exp_path)
+    state_path = _find_newest_experiment_checkpoint(path.rstrip("/"), fs=fs)  # the one Tune.restore reads
+    if state_path is None:
+        return []
+    with fs.open_input_stream(state_path) as f:
+        doc = json.loads(f.read().decode())
+    changes = []
+    for i, (trial_json, meta_json) in enumerate(doc.get("trial_data", [])):
+        trial = Trial.from_json_state(trial_json, stub=True)
+        trial.restore_run_metadata(meta_json)
+        if trial.status == Trial.TERMINATED or trial.run_metadata.checkpoint_manager is None:
+            continue
+        # where the experiment is now (it may have moved), as Tune's own restore does it
+        storage = copy.copy(trial.storage)
+        storage.storage_filesystem = fs
+        storage.storage_fs_path, storage.experiment_dir_name = path.rstrip("/").rsplit("/", 1)
+        trial.set_storage(storage)
+        change = _repair_trial(trial, fs)
+        if change:
+            trial.stub = False  # a stub (loaded without its trainable) would be saved as one and never run
+            trial.invalidate_json_state()
+            doc["trial_data"][i] = list(trial.get_json_state())
+            changes.append(change)
+    if changes:
+        with fs.open_output_stream(state_path + ".tmp") as f:  # then a rename: a kill here cannot corrupt it
+            f.write(json.dumps(doc, indent=2).encode())
+        fs.move(state_path + ".tmp", state_path)
+    return changes
