@@ -111,6 +111,18 @@ def test_image_runs_as_invoking_user_with_pinned_versions(image):
             assert frozen[name.lower().replace("_", "-")] == version, name
 
 
+def test_image_renders_audio_with_fluidsynth(image):
+    """In the image, samples are rendered by FluidSynth with the General MIDI soundfont (the `auto` choice)."""
+    script = ("import numpy as np; from chorus.data.midi_io import write_midi; from chorus.data import audio; "
+              "r = np.zeros((32, 128, 4), bool); r[:, [72, 67, 60, 48], range(4)] = True; "
+              "write_midi(r, '/tmp/s.mid', steps_per_beat=4, tempo=100.0, programs=[0, 40, 42, 32], "
+              "track_names=list('satb')); assert audio.resolve_mode('auto') == 'fluidsynth'; "
+              "audio.render_midi('/tmp/s.mid', '/tmp/s.wav'); a, sr = audio.read_wav('/tmp/s.wav'); "
+              "print(sr, len(a) / sr, float(abs(a).max()))")
+    sr, seconds, peak = run(["docker", "run", "--rm", image, "python", "-c", script]).stdout.split()[-3:]
+    assert sr == "22050" and 4.8 <= float(seconds) <= 8.0 and float(peak) > 0.05
+
+
 def test_code_only_change_rebuilds_from_cache(image, tmp_path):
     """Dependencies come before code: a changed source file rebuilds only the last layers."""
     ctx = tmp_path / "repo"
@@ -419,6 +431,12 @@ def test_submit_as_the_readme_says_survives_a_killed_worker(cluster):
     assert all(int(r["resumed_from_step"]) > 0 for r in retried), rows
     for name in ("trials.md", "report.html", "best"):
         assert (res / name).exists(), name
+    # Every best sample has a WAV rendered by FluidSynth in the image, and the report plays it.
+    report = (res / "report.html").read_text()
+    wavs = sorted((res / "samples").glob("*.wav"))
+    assert wavs and report.count("<audio") >= 2, (wavs, report[:2000])
+    for wav in wavs:
+        assert f"samples/{wav.name}" in report, wav
     uid, gid = expected_uid_gid()
     assert all((p.stat().st_uid, p.stat().st_gid) == (uid, gid) for p in [res, *res.rglob("*")])
     # TensorBoard answers on loopback and lists one run per trial of this search.

@@ -73,4 +73,5 @@ def test_a_non_editable_install_trains_and_generates_from_anywhere(wheel, tmp_pa
           "--set", f"data.cache_dir={tmp_path / 'cache'}"], cwd=work, env=env)
     assert (run_dir / "config.yaml").is_file() and list((run_dir / "checkpoints").iterdir())
     _run([chorus, "generate", "--run", str(run_dir), "--num", "2", "--out", str(tmp_path / "gen")], cwd=work, env=env)
-    assert len(list((tmp_path / "gen").glob("*.mid"))) == 2
+    assert len(list((tmp_path / "gen").glob("generated-*.mid"))) == 2
+    assert len(list((tmp_path / "gen").glob("generated-*.wav"))) == 2
