@@ -184,6 +184,8 @@ def register(sub) -> None:
     up.add_argument("--dir", default=DEFAULT_DIR, help=f"Ray temp dir of this cluster (default {DEFAULT_DIR})")
     up.add_argument("--max-workers", type=int, default=None, help="CPU workers at most (default: aws.yaml's)")
     up.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs each worker offers (default 1)")
+    up.add_argument("--max-gpu-workers", type=int, default=None,
+                    help="GPU workers at most (default: aws.yaml's; 0 keeps CPU searches off GPU nodes)")
     up.add_argument("--idle-timeout-minutes", type=float, default=None,
                     help="remove a worker idle this long (default: aws.yaml's)")
     up.set_defaults(func=_cmd_up)
@@ -195,7 +197,7 @@ def register(sub) -> None:
 
 def _cmd_up(args) -> int:
     settings = ElasticSettings(max_cpu_workers=args.max_workers, cpus_per_worker=args.cpus_per_worker,
-                               idle_timeout_minutes=args.idle_timeout_minutes)
+                               max_gpu_workers=args.max_gpu_workers, idle_timeout_minutes=args.idle_timeout_minutes)
     cluster = start_elastic_cluster(args.dir, settings)
     print(f"chorus: elastic cluster up at {cluster.address} (temp dir {cluster.temp_dir})\n"
           f"  export RAY_ADDRESS={cluster.address}; chorus search configs/search.yaml\n"
