@@ -1,8 +1,9 @@
 """PBT vs FIFO at equal compute on the search objective (music_distance, lower is better). Prints JSON.
 
     python benchmarks/pbt_vs_fifo.py                  # 4 trials x 120 steps of configs/default.yaml, PBT every 40
-    python benchmarks/pbt_vs_fifo.py --smoke-test     # 2 trials x 6 tiny steps, PBT every 2: checks that it runs
+    python benchmarks/pbt_vs_fifo.py --smoke-test     # 2 trials x 4 tiny steps, PBT every 2: checks that it runs
     python benchmarks/pbt_vs_fifo.py --steps 200 --interval 40 --set model.width=8
+    python benchmarks/pbt_vs_fifo.py --parallel       # both arms at once, one CPU each: the same machine load
 
 Both arms are built by the project's own machinery (search_config.build_search -> search.run_search) from one
 search document that differs only in `scheduler`: the same space (train.g_lr and train.d_lr, log-uniform), the same
@@ -11,10 +12,12 @@ random seed before each arm, so both start from the same sampled learning rates.
 checkpoint of a top trial into a bottom one at every perturbation interval and perturbs its rates.
 
 Per arm: the best music_distance at any evaluation and at the last step, the config the best evaluation was
-trained with, wall time, the steps actually trained (a PBT trial that clones a checkpoint trains on from that
-checkpoint's step), and what PBT did: the evaluations whose config differs from the trial's previous one
-(an exploit with perturbed rates) and the trials that resumed from a cloned checkpoint. The machine's matmul
-GFLOP/s is measured before each arm, since this machine's load moves it.
+trained with, wall time, the steps trained (a PBT trial that clones a checkpoint trains on from that
+checkpoint's step; counted from the results Tune recorded, so a lower bound: a result on which synchronous PBT
+pauses a trial at its last step is not written to result.json), and what PBT did: the evaluations whose config
+differs from the trial's previous one (an exploit with perturbed rates) and the restarts from a checkpoint (a
+cloned one, or its own after a pause). The machine's matmul GFLOP/s is measured before each arm, since this
+machine's load moves it.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ METRIC = "music_distance"
 SPACE = {"train.g_lr": {"loguniform": [0.0002, 0.003]}, "train.d_lr": {"loguniform": [0.0002, 0.003]}}
 FULL = {"base": "configs/default.yaml", "trials": 4, "steps": 120, "interval": 40, "quantile_fraction": 0.25}
 # 2 trials: with quantile 0.5 the worse one is the bottom quantile and clones the better one at every interval
-SMOKE = {"base": "configs/tiny.yaml", "trials": 2, "steps": 6, "interval": 2, "quantile_fraction": 0.5}
+SMOKE = {"base": "configs/tiny.yaml", "trials": 2, "steps": 4, "interval": 2, "quantile_fraction": 0.5}
 SMOKE_SETTINGS = ["data.max_pieces=12", "eval.num_samples=8"]
 
 
@@ -156,9 +159,29 @@ def run_arm(arm: str, *, plan: dict[str, Any], settings: list[str], cores: int, 
             "matmul_gflops_before": gflops, "errors": outcome.num_errors, **summary}
 
 
+def run_parallel(args: argparse.Namespace, argv: list[str]) -> None:
+    """Each arm in a child process of this script (its own Ray, cores/2 CPUs); merge their JSON."""
+    import subprocess
+
+    cores = max(1, (args.cores or os.cpu_count() or 2) // 2)
+    rest = [a for a in argv if a != "--parallel"]
+    procs = {}
+    for arm in ("fifo", "pbt"):
+        keep = ["--keep", str(Path(args.keep) / arm)] if args.keep else []
+        procs[arm] = subprocess.Popen([sys.executable, __file__, *rest, *keep, "--arms", arm, "--cores", str(cores)],
+                                      stdout=subprocess.PIPE, text=True)
+    outs = {arm: json.loads(proc.communicate()[0]) for arm, proc in procs.items()}
+    if any(proc.returncode for proc in procs.values()):
+        sys.exit(f"pbt_vs_fifo: an arm failed: {({arm: proc.returncode for arm, proc in procs.items()})}")
+    out = {**outs["fifo"], "pbt": outs["pbt"]["pbt"], "parallel": True,
+           "matmul_gflops_after": [outs["fifo"]["matmul_gflops_after"], outs["pbt"]["matmul_gflops_after"]]}
+    out["pbt_minus_fifo_best"] = out["pbt"]["best_music_distance"] - out["fifo"]["best_music_distance"]
+    print(json.dumps(out, indent=2))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--smoke-test", action="store_true", help="2 tiny trials, 6 steps, PBT every 2 steps")
+    p.add_argument("--smoke-test", action="store_true", help="2 tiny trials, 4 steps, PBT every 2 steps")
     p.add_argument("--base", help=f"training preset (default {FULL['base']})")
     p.add_argument("--trials", type=int, help=f"trials per arm (default {FULL['trials']})")
     p.add_argument("--steps", type=int, help=f"steps per trial (default {FULL['steps']})")
@@ -170,7 +193,12 @@ def main() -> None:
     p.add_argument("--cores", type=int, default=0, help="CPUs given to Ray (one per trial); 0 = all")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override")
     p.add_argument("--keep", metavar="DIR", help="keep Ray's experiments here instead of a temp dir")
+    p.add_argument("--parallel", action="store_true",
+                   help="run the arms at the same time, each in its own process and Ray with cores/2 CPUs, so that "
+                        "both see the same machine load")
     args = p.parse_args()
+    if args.parallel:
+        return run_parallel(args, sys.argv[1:])
 
     plan = dict(SMOKE if args.smoke_test else FULL)
     for key in ("base", "trials", "steps", "interval", "quantile_fraction"):

