@@ -1,7 +1,7 @@
 """PBT vs FIFO at equal compute on the search objective (music_distance, lower is better). Prints JSON.
 
     python benchmarks/pbt_vs_fifo.py                  # 4 trials x 120 steps of configs/default.yaml, PBT every 40
-    python benchmarks/pbt_vs_fifo.py --smoke-test     # 2 trials x 4 tiny steps, PBT every 2: checks that it runs
+    python benchmarks/pbt_vs_fifo.py --smoke-test     # 2 trials x 6 tiny steps, PBT every 2: checks that it runs
     python benchmarks/pbt_vs_fifo.py --steps 200 --interval 40 --set model.width=8
     python benchmarks/pbt_vs_fifo.py --parallel       # both arms at once, one CPU each: the same machine load
 
@@ -41,7 +41,7 @@ METRIC = "music_distance"
 SPACE = {"train.g_lr": {"loguniform": [0.0002, 0.003]}, "train.d_lr": {"loguniform": [0.0002, 0.003]}}
 FULL = {"base": "configs/default.yaml", "trials": 4, "steps": 120, "interval": 40, "quantile_fraction": 0.25}
 # 2 trials: with quantile 0.5 the worse one is the bottom quantile and clones the better one at every interval
-SMOKE = {"base": "configs/tiny.yaml", "trials": 2, "steps": 4, "interval": 2, "quantile_fraction": 0.5}
+SMOKE = {"base": "configs/tiny.yaml", "trials": 2, "steps": 6, "interval": 2, "quantile_fraction": 0.5}
 SMOKE_SETTINGS = ["data.max_pieces=12", "eval.num_samples=8"]
 
 
@@ -99,6 +99,19 @@ def segments(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return out
 
 
+def pbt_exploits(experiment_path: Path) -> list[dict[str, Any]]:
+    """Tune's PBT log (pbt_global.txt): one line per exploit, [target, cloned, target's and clone's iteration,
+    the clone's config, the perturbed one]."""
+    log = experiment_path / "pbt_global.txt"
+    if not log.is_file():
+        return []
+    out = []
+    for line in log.read_text().splitlines():
+        target, source, _, _, old, new = json.loads(line)
+        out.append({"trial": target, "cloned": source, "cloned_config": old, "new_config": new})
+    return out
+
+
 def summarize_arm(experiment_path: Path, *, trials: int, steps: int) -> dict[str, Any]:
     runs = trial_rows(experiment_path)
     evaluated = [(tid, r) for tid, rows in runs.items() for r in rows if isinstance(r.get(METRIC), (int, float))]
@@ -128,6 +141,7 @@ def summarize_arm(experiment_path: Path, *, trials: int, steps: int) -> dict[str
         "steps_trained": steps_trained,
         "steps_planned": trials * steps,
         "config_changes": config_changes,
+        "pbt_exploits": pbt_exploits(experiment_path),
         "restarts_from_checkpoint": restarts,
     }
 
@@ -181,7 +195,7 @@ def run_parallel(args: argparse.Namespace, argv: list[str]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--smoke-test", action="store_true", help="2 tiny trials, 4 steps, PBT every 2 steps")
+    p.add_argument("--smoke-test", action="store_true", help="2 tiny trials, 6 steps, PBT every 2 steps")
     p.add_argument("--base", help=f"training preset (default {FULL['base']})")
     p.add_argument("--trials", type=int, help=f"trials per arm (default {FULL['trials']})")
     p.add_argument("--steps", type=int, help=f"steps per trial (default {FULL['steps']})")

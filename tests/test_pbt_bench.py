@@ -47,11 +47,14 @@ def test_pbt_vs_fifo_smoke_test(ray_env, data_cache):
     assert len({json.dumps(c) for c in out["fifo"]["initial_configs"].values()}) == trials
 
     fifo, pbt = out["fifo"], out["pbt"]
-    assert fifo["config_changes"] == [] and fifo["restarts_from_checkpoint"] == []
+    assert fifo["config_changes"] == [] and fifo["restarts_from_checkpoint"] == [] and fifo["pbt_exploits"] == []
     assert fifo["steps_trained"] == trials * steps and fifo["trials_finished"] == trials
     # PBT: some trial resumed mid-run from a cloned checkpoint, with perturbed rates in its config
     assert pbt["restarts_from_checkpoint"], pbt
     assert all(0 < r["from_step"] < steps for r in pbt["restarts_from_checkpoint"])
+    # Tune's own PBT log agrees: the clone took another trial's checkpoint and perturbed rates
+    assert pbt["pbt_exploits"], pbt
+    assert all(e["trial"] != e["cloned"] and e["cloned_config"] != e["new_config"] for e in pbt["pbt_exploits"])
     assert pbt["config_changes"], pbt
     assert any(c["before"] != c["after"] and 0 < c["step"] <= steps for c in pbt["config_changes"])
     assert math.isclose(out["pbt_minus_fifo_best"], pbt["best_music_distance"] - fifo["best_music_distance"])
