@@ -51,14 +51,16 @@ def training_settings(steps: int, interval: int) -> list[str]:
             f"train.log_every={interval}", f"train.sample_every={steps}"]
 
 
-def search_doc(arm: str, *, base: str, trials: int, interval: int, quantile_fraction: float, cores: int,
+def search_doc(arm: str, *, base: str, trials: int, interval: int, quantile_fraction: float,
                work: Path) -> dict[str, Any]:
+    """max_concurrent_trials 0: Ray's CPUs limit how many run at once, and PBT sees the whole population (a
+    limit creates trials only as others finish, so PBT would compare a trial with none or one other)."""
     scheduler: dict[str, Any] = {"type": arm}
     if arm == "pbt":
         scheduler.update(perturbation_interval=interval, quantile_fraction=quantile_fraction)
     return {"experiment": f"pbt-vs-fifo-{arm}", "base": str(REPO / base), "space": SPACE, "num_samples": trials,
             "metric": METRIC, "mode": "min", "scheduler": scheduler, "resources": {"cpus": 1}, "threads": 1,
-            "max_concurrent_trials": cores, "max_failures": 0, "num_to_keep": 2,
+            "max_concurrent_trials": 0, "max_failures": 0, "num_to_keep": 2,
             "storage_path": str(work / "store"), "results_dir": str(work / "results")}
 
 
@@ -155,7 +157,7 @@ def run_arm(arm: str, *, plan: dict[str, Any], settings: list[str], cores: int, 
     from chorus.cluster.search_config import build_search
 
     search = build_search(search_doc(arm, base=plan["base"], trials=plan["trials"], interval=plan["interval"],
-                                     quantile_fraction=plan["quantile_fraction"], cores=cores, work=work),
+                                     quantile_fraction=plan["quantile_fraction"], work=work),
                           overrides=settings)
     gflops = matmul_gflops()
     # Tune samples the space from numpy's global generator and PBT perturbs with `random`: same seed, same start
