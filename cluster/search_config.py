@@ -223,6 +223,11 @@ def build_search(doc: dict[str, Any], *, search_file: str | Path | None = None,
     _check_metric(spec, cfg, source)
     if spec.resources.workers > 1 and spec.scheduler.type == "pbt":
         raise InputError(f"{source}scheduler.type: pbt is not supported with resources.workers > 1")
+    if spec.scheduler.type == "pbt" and 0 < spec.max_concurrent_trials < spec.num_samples:
+        # Tune creates trials only as others finish: PBT would never see its whole population
+        raise InputError(f"{source}max_concurrent_trials: pbt needs 0 or at least num_samples "
+                         f"({spec.num_samples}) so that every trial of the population exists; got "
+                         f"{spec.max_concurrent_trials}")
     return Search(spec=spec, base_config=base_config, source=str(search_file or ""))
 
 

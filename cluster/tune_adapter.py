@@ -107,9 +107,13 @@ def make_scheduler(search: Search):
     from ray.tune.schedulers import PopulationBasedTraining
 
     mutations = {k: v for k, v in param_space(search).items() if not isinstance(v, dict)}
+    # synch: asynchronous PBT only keeps a top trial's checkpoint when that trial's own result arrives while it
+    # ranks on top, so with a few trials most exploits were skipped ("no checkpoint for trial ..."); synchronous
+    # PBT ranks all trials at each interval, then the bottom ones clone the top ones' checkpoints.
     return PopulationBasedTraining(time_attr="step",
                                    perturbation_interval=sched.perturbation_interval or train_cfg["checkpoint_every"],
-                                   hyperparam_mutations=mutations, quantile_fraction=sched.quantile_fraction)
+                                   hyperparam_mutations=mutations, quantile_fraction=sched.quantile_fraction,
+                                   synch=True)
 
 
 # ------------------------------------------------------------------------------------------ the report bridge
