@@ -85,10 +85,12 @@ def summarize_holdout(holdout: np.ndarray, cfg: Config) -> dict[str, Any]:
 
 
 def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: np.ndarray, cfg: Config,
-             z_shape: tuple[int, ...], holdout_summary: dict[str, Any] | None = None) -> Evaluation:
+             z_shape: tuple[int, ...], holdout_summary: dict[str, Any] | None = None,
+             holdout_features: np.ndarray | None = None) -> Evaluation:
     """Complete eval.num_samples holdout melodies with fixed noise; compare their metrics with the holdout's.
 
     Track 0 is the given melody, as in what `chorus generate` writes: the score is of the harmonisation a user gets.
+    A run passes holdout_summary and holdout_features (objective.features of the holdout), computed once.
     """
     melody, z = fixed_inputs(holdout, cfg.eval.num_samples, cfg.eval.seed, z_shape)
     generated = binarize(generate(melody, z), cfg.sample.threshold)
@@ -98,7 +100,7 @@ def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: 
     if holdout_summary is None:
         holdout_summary = summarize_holdout(holdout, cfg)
     terms = objective.distance_terms(generated, holdout, steps_per_bar=cfg.data.steps_per_bar,
-                                     steps_per_beat=cfg.data.steps_per_beat)
+                                     steps_per_beat=cfg.data.steps_per_beat, ref_features=holdout_features)
     return Evaluation(
         generated=metrics.summarize(generated, track_names=names, **settings),
         holdout=holdout_summary,

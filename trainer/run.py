@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chorus.data import objective
 from chorus.data.dataset import Dataset, build_dataset, load_dataset
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
@@ -94,6 +95,7 @@ class Session:
     ckpt_dir: Path
     iterator: Any  # over the distributed input pipeline, starting at the restored data position
     holdout_summary: dict[str, Any]  # the holdout's metrics, computed once
+    holdout_features: Any  # the holdout's objective features, computed once (not at every evaluation)
     sample_melody: Any  # fixed holdout melodies and noise: samples across steps are comparable
     sample_z: Any
     sample_real: Any  # the holdout's own harmonizations of those melodies, written beside the samples
@@ -174,7 +176,10 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
     return Session(
         cfg=cfg, dist=dist, run_dir=run_dir, config_yaml=config_yaml, data=data, gan=gan, checkpoint=checkpoint,
         manager=manager, ckpt_dir=ckpt_dir, iterator=iter(dist_ds),
-        holdout_summary=summarize_holdout(data.holdout, cfg), sample_melody=sample_melody, sample_z=sample_z,
+        holdout_summary=summarize_holdout(data.holdout, cfg),
+        holdout_features=objective.features(objective.binarize(data.holdout), steps_per_bar=cfg.data.steps_per_bar,
+                                            steps_per_beat=cfg.data.steps_per_beat),
+        sample_melody=sample_melody, sample_z=sample_z,
         sample_real=real_harmonizations(data.holdout, sample_melody),
         writer=tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None,
         start_step=start_step)
@@ -194,7 +199,7 @@ def log_progress(s: Session, row: dict[str, float]) -> None:
 
 def evaluate_now(s: Session, step: int) -> dict[str, float]:
     """Generated samples vs the holdout's music metrics (every worker: generating is collective); the chief logs."""
-    result = evaluate(s.gan.generate, s.data.holdout, s.cfg, s.gan.z_shape, s.holdout_summary)
+    result = evaluate(s.gan.generate, s.data.holdout, s.cfg, s.gan.z_shape, s.holdout_summary, s.holdout_features)
     flat = result.flat()
     if s.chief:
         log(f"step {step}: music_distance {result.music_distance:.4f}")
