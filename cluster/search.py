@@ -87,7 +87,7 @@ def make_tuner(search: Search, *, callbacks: list | None = None):
         make_trainable(search),
         param_space=param_space(search),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
-                                    scheduler=make_scheduler(search),
+                                    scheduler=make_scheduler(search), reuse_actors=spec.reuse_actors,
                                     max_concurrent_trials=spec.max_concurrent_trials or None),
         run_config=tune.RunConfig(
             name=spec.experiment,

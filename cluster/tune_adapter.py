@@ -279,7 +279,7 @@ def train_trial(params: dict[str, Any], base_config: dict[str, Any], settings: T
                                tensorboard=tensorboard_dir(settings, trial_id))
         from chorus.trainer import train  # imports TensorFlow: after limit_threads()
 
-        train(cfg, report=reporter, resume_from=str(restored / "checkpoints") if restored else None)
+        train(cfg, report=reporter, resume_from=str(restored / "checkpoints") if restored else None, started=entered)
     if reporter.chief:
         sync_tensorboard(run_dir, reporter.tensorboard)  # the events written after the last report
 

@@ -6,6 +6,9 @@ gradients equal those of one big batch.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+
 from chorus.trainer.config import Config
 from chorus.trainer.distribute import Distribution
 from chorus.trainer.losses import d_wasserstein_loss, g_wasserstein_loss, gradient_penalty
@@ -18,15 +21,32 @@ def make_optimizer(lr: float, cfg: Config) -> keras.optimizers.Optimizer:
     return keras.mixed_precision.LossScaleOptimizer(opt) if cfg.train.mixed_precision else opt
 
 
+def structure_key(cfg: Config, dist: Distribution) -> str | None:
+    """Everything the traced step depends on besides variable values: two runs with the same key can share one
+    WGANGP (models, optimizers, traced functions), reset in between. None: never share (mixed precision keeps
+    loss-scale state this reset does not cover)."""
+    t = cfg.train
+    if t.mixed_precision:
+        return None
+    return json.dumps({"model": dataclasses.asdict(cfg.model), "shape": [cfg.data.steps, cfg.data.pitches,
+                       cfg.data.tracks], "train": [t.batch_size, t.n_critic, t.gp_weight, t.beta1, t.beta2,
+                       t.jit_compile], "strategy": id(dist.strategy)}, sort_keys=True)
+
+
+def set_precision_policy(cfg: Config) -> None:
+    """Always set, never only switched on: a process that trains again must not inherit float16 layers."""
+    keras.mixed_precision.set_global_policy("mixed_float16" if cfg.train.mixed_precision else "float32")
+
+
 class WGANGP:
     """Models, optimizers, RNG and counters of one run, all created inside strategy.scope()."""
 
     def __init__(self, cfg: Config, dist: Distribution):
         self.cfg, self.dist = cfg, dist
+        self.key = structure_key(cfg, dist)
         self.global_batch = cfg.train.batch_size
         self.z_shape = z_shape(cfg)
-        if cfg.train.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        set_precision_policy(cfg)
         with dist.strategy.scope():
             keras.utils.set_random_seed(cfg.train.seed)  # weight initialisers are seeded
             self.generator = build_generator(cfg)
@@ -46,6 +66,27 @@ class WGANGP:
         self._d_grads = tf.function(self._d_grads_eager, jit_compile=jit)
         self._g_grads = tf.function(self._g_grads_eager, jit_compile=jit)
         self.train_iteration = tf.function(self._train_iteration)
+
+    def reset(self, cfg: Config) -> None:
+        """Become what WGANGP(cfg, dist) would build, keeping the traced step: cfg must have this one's key.
+
+        Fresh models built from the same seed give the initial weights (the same initialiser calls in the same
+        order), optimizer slots and counters go to zero, the learning rates and the RNG follow cfg.
+        """
+        if structure_key(cfg, self.dist) != self.key or self.key is None:
+            raise ValueError("WGANGP.reset: the config changes the model's structure; build a new WGANGP")
+        self.cfg = cfg
+        set_precision_policy(cfg)
+        keras.utils.set_random_seed(cfg.train.seed)
+        self.generator.set_weights(build_generator(cfg).get_weights())
+        self.critic.set_weights(build_critic(cfg).get_weights())
+        for opt, lr in ((self.g_opt, cfg.train.g_lr), (self.d_opt, cfg.train.d_lr)):
+            for v in opt.variables:
+                v.assign(tf.zeros_like(v))
+            opt.learning_rate.assign(lr)
+        self.rng.reset_from_seed(cfg.train.seed)
+        self.step.assign(0)
+        self.data_position.assign(0)
 
     # ------------------------------------------------------------------------------ per-replica steps
 

@@ -35,6 +35,7 @@ from chorus.trainer.rundir import (
 )
 from chorus.trainer.samples import real_harmonizations, write_samples
 from chorus.trainer.tfenv import tf
+from chorus.trainer.warm import acquire_gan
 
 
 @dataclass
@@ -89,7 +90,8 @@ class Session:
     run_dir: Path
     config_yaml: str
     data: Dataset  # train and holdout windows
-    gan: WGANGP
+    gan: WGANGP  # built, or reused from this process's previous run (trainer.warm)
+    warm: bool  # the WGANGP and its traced step came from this process's previous run
     checkpoint: tf.train.Checkpoint
     manager: tf.train.CheckpointManager
     ckpt_dir: Path
@@ -138,7 +140,7 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
                          f"{cfg.model.pitch_low + cfg.model.pitch_window - 1}; widen model.pitch_window")
 
     # --- models, optimizers and state, then restore
-    gan = WGANGP(cfg, dist)
+    gan, warm = acquire_gan(cfg, dist)
     checkpoint = ckpts.make_checkpoint(gan, config_yaml)
     if resume_prefix:
         checkpoint.restore(resume_prefix).assert_existing_objects_matched()
@@ -182,7 +184,7 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
         sample_melody=sample_melody, sample_z=sample_z,
         sample_real=real_harmonizations(data.holdout, sample_melody),
         writer=tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None,
-        start_step=start_step)
+        start_step=start_step, warm=warm)
 
 
 def log_progress(s: Session, row: dict[str, float]) -> None:
@@ -231,12 +233,16 @@ def save_checkpoint(s: Session, step: int, export: bool) -> tuple[str, str | Non
 
 
 def train(config: Config, *, report: Callable[[Report], None] | None = None,
-          resume_from: str | None = None) -> RunResult:
+          resume_from: str | None = None, started: float | None = None) -> RunResult:
+    """Train config's run; `started` (a perf_counter reading) is when the caller began, for start_up_s."""
+    started = time.perf_counter() if started is None else started
     s = set_up(config, resume_from)
     t, gan = s.cfg.train, s.gan
     samples_per_iteration = (t.n_critic + 1) * t.batch_size
     step, last_eval, last_prefix, row = s.start_step, {}, None, {}
     train_seconds, timed_iterations, loop_start = 0.0, 0, time.time()
+    start_up: dict[str, float] = {}
+    first_done = 0.0
     while step < t.steps:
         # --- one iteration: n_critic critic steps and one generator step
         tick = time.perf_counter()
@@ -246,8 +252,14 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
         if step > s.start_step + 1:  # the first iteration includes tracing and compilation
             train_seconds += elapsed
             timed_iterations += 1
+        else:
+            first_done = time.perf_counter()
+        if step == s.start_step + 2:
+            # start-up: from `started` to the end of the first iteration, less what a warm iteration takes
+            start_up = {"start_up_s": first_done - started - elapsed, "warm_start": float(s.warm)}
         rate = samples_per_iteration * timed_iterations / train_seconds if train_seconds else 0.0
-        row = {"step": step, **losses, "samples_per_sec": rate, "wall_seconds": time.time() - loop_start}
+        row = {"step": step, **losses, "samples_per_sec": rate, "wall_seconds": time.time() - loop_start,
+               **start_up}
         last = step >= t.steps
         log_now = step % t.log_every == 0 or last
         eval_now = step % t.eval_every == 0 or last
