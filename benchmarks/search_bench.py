@@ -14,6 +14,8 @@ Search figures, all on the driver's clock except where said:
   of its last result minus its start minus time_total_s at that report = the final report and the actor's
   start-up latency (Tune gives no way to separate the two).
 - a trial's own time: time_total_s minus its report time before the final one (TF import, data, model, loop).
+- start_up_s: per trial, from entering the trial function to the end of its first iteration, less one warm
+  iteration (TF import, data, models, tracing); "warm" trials ran in a reused actor (reuse_actors) on a reset model.
 - ray_overhead_s = wall - (sum of own times / lanes): set-up and teardown outside the makespan, idle lanes
   inside it, and the reports.
 """
@@ -50,13 +52,14 @@ import json, sys, time
 t0 = time.perf_counter()
 from chorus.trainer import train
 from chorus.trainer.config import load_config
-runs = []
+runs, start_up = [], []
 for i in range({k}):
     cfg = load_config("configs/tiny.yaml", {run_settings(steps, work)!r} + [f"run.dir={work}/seq-{{i}}"])
     t = time.perf_counter()
-    train(cfg)
+    train(cfg, started=t)
     runs.append(time.perf_counter() - t)
-print(json.dumps({{"wall_s": time.perf_counter() - t0, "runs_s": runs}}))
+    start_up.append(json.loads(open(f"{work}/seq-{{i}}/metrics.jsonl").readlines()[-1]).get("start_up_s"))
+print(json.dumps({{"wall_s": time.perf_counter() - t0, "runs_s": runs, "start_up_s": start_up}}))
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -80,7 +83,9 @@ def search(k: int, steps: int, work: Path, cores: int) -> dict:
     rows, makespan = trial_timings(outcome.experiment_path)
     lanes = min(cores, k)
     own = sum(r["own_s"] for r in rows) / lanes
+    warm = [r["start_up_s"] for r in rows if r["warm_start"]]
     return {"wall_s": wall, "timings_s": outcome.timings, "trials_makespan_s": makespan,
+            "start_up_s": {"cold": [r["start_up_s"] for r in rows if not r["warm_start"]], "warm": warm},
             "outside_trials_s": wall - makespan, "trials": rows, "trial_own_time_per_lane_s": own,
             "ray_time_per_lane_s": sum(r["ray_s"] for r in rows) / lanes, "ray_overhead_s": wall - own,
             "ray_overhead_fraction": (wall - own) / own if own else None, "errors": outcome.num_errors}
@@ -99,7 +104,8 @@ def trial_timings(experiment_path: str) -> tuple[list[dict], float]:
         rows.append({"start_s": meta.start_time, "end_s": meta.last_result_time,
                      "own_s": last["time_total_s"] - last["ray_report_s"],
                      "ray_s": last["ray_report_s"] + unseen, "final_report_and_start_up_s": unseen,
-                     "loop_s": last.get("wall_seconds", 0.0)})
+                     "loop_s": last.get("wall_seconds", 0.0), "start_up_s": last.get("start_up_s"),
+                     "warm_start": last.get("warm_start")})
     first_start = min(r["start_s"] for r in rows)
     makespan = max(r["end_s"] for r in rows) - first_start
     for r in rows:

@@ -122,3 +122,24 @@ def test_augmentation_transposes_whole_windows_within_the_window_and_resumes_exa
     resumed = _batches(rolls, 3, max_shift=6, start_batch=3, **kw)
     for a, b in zip(shifted[3:], resumed, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("head", ["tanh", "categorical"])
+def test_hold_steps_makes_the_head_decide_once_per_run_of_steps(head):
+    from chorus.trainer.model import build_generator, generate_batched, z_shape
+
+    cfg = _cfg(f"model.head={head}", "model.hold_steps=2")
+    g = build_generator(cfg)
+    rolls = _rolls(seed=3)
+    melody = np.where(rolls[..., :1], 1.0, -1.0).astype(np.float32)
+    z = np.random.default_rng(2).standard_normal((6, *z_shape(cfg))).astype(np.float32)
+    raw = g([melody[:, :, 32:96], z], training=False).numpy()
+    np.testing.assert_array_equal(raw[:, 0::2, :, 1:], raw[:, 1::2, :, 1:])  # pairs of steps agree
+    assert not np.array_equal(raw[:, 0::2], raw[:, 2::2])  # but the pairs differ
+    on = generate_batched(g, melody, z) > 0
+    np.testing.assert_array_equal(on[..., 0], rolls[..., 0])  # the melody keeps its sixteenths
+    changes = (on[:, 1:, :, 1:] != on[:, :-1, :, 1:]).any(axis=(2, 3))  # (n, 31): a change into step t + 1
+    assert not changes[:, 0::2].any()  # nothing changes into an odd step
+    assert g.count_params() == build_generator(_cfg(f"model.head={head}")).count_params()
+    with pytest.raises(InputError, match="model.hold_steps"):
+        _cfg("model.hold_steps=3")

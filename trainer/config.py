@@ -34,6 +34,7 @@ class ModelConfig:
     pitch_low: int = field(default=32, metadata={"min": 0, "max": 127})  # lowest pitch the model sees; lab 0
     pitch_window: int = field(default=64, metadata={"min": 16, "max": 128})  # pitches the model sees; lab 128
     copy_melody: bool = True  # track 0 of the output is the conditioning melody; the lab: false
+    hold_steps: int = field(default=1, metadata={"min": 1})  # the head decides once per this many steps; lab 1
 
 
 @dataclass
@@ -252,6 +253,8 @@ def check_consistency(cfg: Config, source: str = "") -> None:
     if m.pitch_low + m.pitch_window > cfg.data.pitches:
         raise InputError(f"{source}model.pitch_low: the window {m.pitch_low}..{m.pitch_low + m.pitch_window - 1} "
                          f"must lie inside the {cfg.data.pitches} pitches of data.pitches")
+    if cfg.data.steps % m.hold_steps:
+        raise InputError(f"{source}model.hold_steps: must divide data.steps ({cfg.data.steps}), got {m.hold_steps}")
     if cfg.data.steps % cfg.data.steps_per_bar and cfg.data.steps > cfg.data.steps_per_bar:
         raise InputError(f"{source}data.steps: must be a whole number of bars "
                          f"({cfg.data.steps_per_bar} steps each), got {cfg.data.steps}")

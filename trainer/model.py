@@ -7,6 +7,8 @@ The models compute over a pitch window (model.pitch_low, model.pitch_window); Ro
 (128 pitches, {-1, 1}) to model tensors and back, so MIDI, metrics and `chorus generate` never see the window.
 Heads:
 - tanh: one value in [-1, 1] per (step, pitch, track), binarized at sample.threshold (the lab).
+- hold_steps (both heads): the head's pre-activations are averaged over runs of hold_steps steps, so the
+  output changes at most once per run (2: eighth notes at sixteenth steps; the melody keeps its own rhythm).
 - categorical: per (step, track) a softmax over the window's pitches plus a rest. The model emits the pitch
   probabilities (the rest is what they leave); real data is one-hot or all zero, so a voice is monophonic by
   construction. Decoding takes the most probable of (pitch..., rest) per voice and step.
@@ -51,6 +53,26 @@ class VoiceSoftmax(keras.layers.Layer):
 
     def compute_output_shape(self, shape):
         return tf.TensorShape([shape[0], shape[1], shape[2], shape[3] // 2])
+
+
+class HoldSteps(keras.layers.Layer):
+    """(batch, steps, pitches, C) -> the same, averaged over each run of `hold` steps and repeated: the head then
+    decides once per `hold` steps (2: once per eighth note at sixteenth steps), so no note starts in between."""
+
+    def __init__(self, hold: int, **kwargs):
+        super().__init__(**kwargs)
+        self.hold = hold
+
+    def call(self, x):
+        b, t, p, c = tf.unstack(tf.shape(x))
+        runs = tf.reduce_mean(tf.reshape(x, tf.stack([b, t // self.hold, self.hold, p, c])), axis=2, keepdims=True)
+        return tf.reshape(tf.broadcast_to(runs, tf.stack([b, t // self.hold, self.hold, p, c])), tf.shape(x))
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "hold": self.hold}
 
 
 class CopyMelody(keras.layers.Layer):
@@ -134,10 +156,16 @@ def build_generator(cfg: Config) -> keras.Model:
 
     x = Upsample2x(name="head_upsample")(x)
     # float32 output even under mixed precision: tanh and softmax saturate badly in float16.
-    if m.head == "tanh":
-        out = layers.Conv2D(d.tracks, k, padding="same", activation="tanh", dtype="float32", name="head_conv")(x)
+    tanh_now = m.head == "tanh" and m.hold_steps == 1  # the lab's head, as one layer
+    logits = layers.Conv2D(d.tracks if m.head == "tanh" else 2 * d.tracks, k, padding="same", dtype="float32",
+                           activation="tanh" if tanh_now else None, name="head_conv")(x)
+    if m.hold_steps > 1:
+        logits = HoldSteps(m.hold_steps, dtype="float32", name="head_hold")(logits)
+    if tanh_now:
+        out = logits
+    elif m.head == "tanh":
+        out = layers.Activation("tanh", dtype="float32", name="head_tanh")(logits)
     else:
-        logits = layers.Conv2D(2 * d.tracks, k, padding="same", dtype="float32", name="head_conv")(x)
         out = VoiceSoftmax(dtype="float32", name="head_softmax")(logits)
     if m.copy_melody:
         out = CopyMelody(dtype="float32", name="copy_melody")([out, melody])
