@@ -45,6 +45,7 @@ class TrainConfig:
     gp_weight: float = field(default=10.0, metadata={"min": 0.0})
     d_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
     g_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
+    lr_end_fraction: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})  # linear decay; 1 = constant
     beta1: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
     beta2: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
     strategy: str = field(default="auto", metadata={"choices": ["auto", "default", "mirrored", "multi_worker"]})

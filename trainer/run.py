@@ -244,7 +244,11 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
     start_up: dict[str, float] = {}
     first_done = 0.0
     while step < t.steps:
-        # --- one iteration: n_critic critic steps and one generator step
+        # --- one iteration: n_critic critic steps and one generator step, at this step's learning rates
+        if t.lr_end_fraction != 1.0:
+            scale = 1.0 - (1.0 - t.lr_end_fraction) * step / t.steps
+            gan.g_opt.learning_rate.assign(t.g_lr * scale)
+            gan.d_opt.learning_rate.assign(t.d_lr * scale)
         tick = time.perf_counter()
         losses = {k: float(v) for k, v in gan.train_iteration(s.iterator).items()}  # waits for the step
         elapsed = time.perf_counter() - tick
