@@ -143,3 +143,16 @@ def test_hold_steps_makes_the_head_decide_once_per_run_of_steps(head):
     assert g.count_params() == build_generator(_cfg(f"model.head={head}")).count_params()
     with pytest.raises(InputError, match="model.hold_steps"):
         _cfg("model.hold_steps=3")
+
+
+def test_critic_harmony_folds_each_voice_into_absolute_pitch_classes():
+    from chorus.trainer.model import PitchClasses, build_critic
+
+    x = np.zeros((1, 32, 64, 4), np.float32)
+    x[0, 5, 60 - 32, 2] = 1.0  # MIDI 60 (C) in the tenor at step 5, window from 32
+    x[0, 5, 43 - 32, 3] = 1.0  # MIDI 43 (G) in the bass
+    pcs = PitchClasses(32)(x).numpy().reshape(1, 32, 12, 4)
+    assert pcs[0, 5, 0, 2] == 1.0 and pcs[0, 5, 7, 3] == 1.0 and pcs.sum() == 2.0
+    plain, harmony = build_critic(_cfg()), build_critic(_cfg("model.critic_harmony=true"))
+    assert harmony.count_params() > plain.count_params()
+    assert harmony([x, x[..., :1]]).shape == (1, 1)

@@ -35,6 +35,7 @@ class ModelConfig:
     pitch_window: int = field(default=64, metadata={"min": 16, "max": 128})  # pitches the model sees; lab 128
     copy_melody: bool = True  # track 0 of the output is the conditioning melody; the lab: false
     hold_steps: int = field(default=1, metadata={"min": 1})  # the head decides once per this many steps; lab 1
+    critic_harmony: bool = False  # the critic also sees each step's pitch classes per voice; the lab: false
 
 
 @dataclass

@@ -174,6 +174,28 @@ def build_generator(cfg: Config) -> keras.Model:
     return generator
 
 
+class PitchClasses(keras.layers.Layer):
+    """(batch, steps, window, K) -> (batch, steps, 12 * K): each track's pitch classes (the window folded by
+    octave, absolute pitch class = (pitch_low + i) mod 12), so that one row holds the chord at that step."""
+
+    def __init__(self, pitch_low: int, **kwargs):
+        super().__init__(**kwargs)
+        self.pitch_low = pitch_low
+
+    def call(self, x):
+        window = x.shape[2]
+        fold = np.zeros((window, 12), np.float32)
+        fold[np.arange(window), (self.pitch_low + np.arange(window)) % 12] = 1.0
+        pcs = tf.einsum("btpk,pc->btck", x, tf.constant(fold, x.dtype))
+        return tf.reshape(pcs, tf.stack([tf.shape(x)[0], tf.shape(x)[1], 12 * x.shape[3]]))
+
+    def compute_output_shape(self, shape):
+        return tf.TensorShape([shape[0], shape[1], 12 * shape[3]])
+
+    def get_config(self):
+        return {**super().get_config(), "pitch_low": self.pitch_low}
+
+
 def build_critic(cfg: Config) -> keras.Model:
     m, d = cfg.model, cfg.data
     layers = keras.layers
@@ -184,6 +206,14 @@ def build_critic(cfg: Config) -> keras.Model:
         x = layers.Conv2D(m.width << i, m.kernel_size, strides=2, padding="same", name=f"conv{i}")(x)
         x = layers.LeakyReLU(m.leaky_slope, name=f"act{i}")(x)
     x = layers.Flatten(name="flatten")(x)
+    if m.critic_harmony:
+        # Harmony spans the whole window (a bass and a soprano are 2-3 octaves apart), beyond the 2-D kernels'
+        # early reach: a second path sees every step's pitch classes per voice and convolves them over time.
+        h = PitchClasses(m.pitch_low, name="harmony_fold")(roll)
+        for i in range(2):
+            h = layers.Conv1D(m.width << (i + 1), m.kernel_size, strides=2, padding="same", name=f"harmony{i}")(h)
+            h = layers.LeakyReLU(m.leaky_slope, name=f"harmony_act{i}")(h)
+        x = layers.Concatenate(name="with_harmony")([x, layers.Flatten(name="harmony_flatten")(h)])
     out = layers.Dense(1, dtype="float32", name="score")(x)  # linear: a Wasserstein critic, not a classifier
     return keras.Model([roll, melody], out, name="critic")
 
