@@ -88,6 +88,7 @@ def make_tuner(search: Search, *, callbacks: list | None = None):
         param_space=param_space(search),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
                                     scheduler=make_scheduler(search), reuse_actors=spec.reuse_actors,
+                                    time_budget_s=spec.time_budget_s or None,
                                     max_concurrent_trials=spec.max_concurrent_trials or None),
         run_config=tune.RunConfig(
             name=spec.experiment,

@@ -68,6 +68,7 @@ class SearchSpec:
     storage_path: str | None = None  # Ray storage: dir, shared volume or s3://; null = $CHORUS_STORAGE_PATH or runs/ray
     results_dir: str | None = None  # <results_dir>/<experiment>/ (path or s3://); null = $CHORUS_RESULTS_DIR or results
     threads: int = field(default=0, metadata={"min": 0})  # TF threads per trial (per worker); 0 = from resources.cpus
+    time_budget_s: float = field(default=0.0, metadata={"min": 0.0})  # stop every trial after this long; 0 = none
     reuse_actors: bool = True  # a trial process runs the next trial: TensorFlow stays imported, the step traced
 
 

@@ -234,3 +234,31 @@ def test_resume_after_the_driver_is_killed(tmp_path, data_cache, ray_env, kill_a
     assert rows["00001"]["resumed_from_step"] == "9", rows
     assert not cut_short.exists()  # removed, and its number never reused
     assert_best_dir_loads(tmp_path / "results" / "resume-me" / "best")
+
+
+def test_trials_run_warm_in_a_reused_process_and_a_time_budget_ends_the_search(tmp_path, data_cache, ray_env):
+    """One lane, three trials: the second and third run in the first's process on its reset model (warm_start);
+    then a search whose trials would run for hours ends at its time budget with results."""
+    from ray.tune import ExperimentAnalysis
+
+    from chorus.cluster.search import run_search
+    from chorus.cluster.search_config import load_search
+
+    search = load_search(search_yaml(tmp_path, data_cache, experiment="warm", extra="max_concurrent_trials: 1\n",
+                                     space="{train.g_lr: {grid: [0.001, 0.0005, 0.002]}}"))
+    outcome = run_search(search, num_cpus=2, include_dashboard=False)
+    trials = sorted(ExperimentAnalysis(outcome.experiment_path).trials, key=lambda t: t.run_metadata.start_time)
+    results = [t.last_result for t in trials]
+    assert outcome.num_errors == 0 and all(r["step"] == 9 for r in results)
+    assert len({r["pid"] for r in results}) == 1  # one process ran all three
+    assert [r["warm_start"] for r in results] == [0.0, 1.0, 1.0]
+    assert all(r["start_up_s"] > 0 for r in results)
+
+    budget = load_search(search_yaml(tmp_path, data_cache, experiment="budget", extra="time_budget_s: 60\n"),
+                         overrides=["train.steps=100000"])
+    outcome = run_search(budget, num_cpus=2, include_dashboard=False)
+    rows = read_table(Path(outcome.results_path))
+    assert outcome.num_errors == 0 and len(rows) == 2
+    steps = [int(r["step"] or 0) for r in rows]  # a trial still starting when the budget ran out has none
+    assert max(steps) >= 3 and all(s < 100000 for s in steps)
+    assert_best_dir_loads(Path(outcome.results_path) / "best")

@@ -22,9 +22,10 @@ def test_default_search_yaml_loads():
     search = load_search(REPO / "configs" / "search.yaml")
     spec = search.spec
     assert spec.metric == "music_distance" and spec.mode == "min"
-    assert set(spec.space) == {"train.g_lr", "model.width"}
-    assert search.base_config["model"]["z_channels"] == 8  # from tiny.yaml (base)
-    assert search.base_config["train"]["steps"] == 60  # from the search file itself
+    assert set(spec.space) == {"train.g_lr", "train.d_lr"}
+    assert spec.scheduler.type == "asha" and spec.time_budget_s == 780
+    assert search.base_config["model"]["hold_steps"] == 2  # from default.yaml (base: null)
+    assert search.base_config["train"]["log_every"] == 50  # from the search file itself
     assert Path(spec.storage_path).is_absolute() and Path(search.base_config["data"]["cache_dir"]).is_absolute()
 
 
