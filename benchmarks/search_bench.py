@@ -2,6 +2,7 @@
 
     python benchmarks/search_bench.py                 # K=4, 40 steps each; prints JSON
     python benchmarks/search_bench.py --smoke-test    # K=2, 3 steps: checks that it runs
+    python benchmarks/search_bench.py --no-reuse      # the search arm without warm trials, for comparison
 
 Both arms read one dataset cache, built before either is timed. Sequential: one process imports TensorFlow once
 and calls trainer.train K times (all cores per run). Search: a local Ray, max_concurrent_trials = cores, one CPU
@@ -65,13 +66,14 @@ print(json.dumps({{"wall_s": time.perf_counter() - t0, "runs_s": runs, "start_up
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def search(k: int, steps: int, work: Path, cores: int) -> dict:
+def search(k: int, steps: int, work: Path, cores: int, reuse: bool = True) -> dict:
     from chorus.cluster.search import run_search
     from chorus.cluster.search_config import build_search
 
     doc = {"experiment": "bench", "base": str(REPO / "configs" / "tiny.yaml"), "num_samples": k,
            "resources": {"cpus": 1}, "threads": 1, "max_concurrent_trials": cores, "max_failures": 0,
-           "num_to_keep": 1, "storage_path": str(work / "store"), "results_dir": str(work / "results")}
+           "num_to_keep": 1, "reuse_actors": reuse, "storage_path": str(work / "store"),
+           "results_dir": str(work / "results")}
     search = build_search(doc, overrides=run_settings(steps, work))
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # Tune's progress table; stdout is for the JSON
@@ -128,6 +130,8 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=4, help="K")
     p.add_argument("--steps", type=int, default=40, help="iterations per trial")
     p.add_argument("--smoke-test", action="store_true", help="K=2, 3 steps")
+    p.add_argument("--no-reuse", action="store_true", help="search arm with reuse_actors: false (a new process and "
+                   "a cold start per trial), for comparison")
     args = p.parse_args()
     k, steps = (2, 3) if args.smoke_test else (args.trials, args.steps)
     cores = os.cpu_count() or 1
@@ -139,13 +143,14 @@ def main() -> None:
     try:
         warm_s = warm_cache(work)
         seq = sequential(k, steps, work)
-        par = search(k, steps, work, cores)
+        par = search(k, steps, work, cores, reuse=not args.no_reuse)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if own_ray_tmp:
             shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
     print(json.dumps({
-        "trials": k, "steps": steps, "cores": cores, "settings": run_settings(steps, Path("WORK")),
+        "trials": k, "steps": steps, "reuse_actors": not args.no_reuse, "cores": cores,
+        "settings": run_settings(steps, Path("WORK")),
         "dataset_warm_up_s": warm_s,
         "sequential": {**seq, "trials_per_hour": 3600 * k / seq["wall_s"]},
         "search": {**par, "trials_per_hour": 3600 * k / par["wall_s"]},
