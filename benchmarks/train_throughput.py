@@ -7,7 +7,7 @@ Samples are counted as the lab counts an iteration: (n_critic + 1) * batch_size.
     python benchmarks/train_throughput.py --config configs/lab.yaml --compare --iterations 2
 
 --lab-step runs the lab notebook's step as published (LabStepGAN, without XLA). --compare runs the lab's step and
-chorus's (the config's own jit_compile, true by default) back to back, each in a fresh process, and prints both
+chorus's (the config's own jit_compile, false by default) back to back, each in a fresh process, and prints both
 beside the matmul rate each process measured right after its timing.
 """
 from __future__ import annotations

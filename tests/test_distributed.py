@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 
 def test_mirrored_with_xla_over_two_logical_cpus(tiny_overrides, tmp_path):
-    """The default path (jit_compile: true, as in default.yaml) under MirroredStrategy on 2 logical CPUs."""
+    """The XLA path (jit_compile: true, the option for GPUs) under MirroredStrategy on 2 logical CPUs."""
     proc = run_chorus("train", "--config", str(TINY), *sum((["--set", o] for o in tiny_overrides), []),
                       "--set", "train.strategy=mirrored", "--set", "train.cpu_devices=2",
                       "--set", "train.jit_compile=true", check=True)

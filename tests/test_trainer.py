@@ -104,12 +104,12 @@ def test_configure_devices_warns_when_it_cannot_apply(capsys):
 
 
 @pytest.mark.slow
-def test_tiny_run_with_xla_the_default_path(make_tiny):
-    """default.yaml trains with jit_compile: true; run that path (tiny.yaml turns it off for speed)."""
+def test_tiny_run_with_xla(make_tiny):
+    """jit_compile: true (off by default: 2.1-2.7x slower on CPU here; the option for GPUs) trains too."""
     from chorus.trainer import train
     from chorus.trainer.config import load_config
 
-    assert load_config().train.jit_compile is True
+    assert load_config().train.jit_compile is False
     result = train(make_tiny("train.jit_compile=true", "train.steps=3"))
     assert result.step == 3
     for key in ("d_loss", "g_loss", "gradient_penalty", "music_distance"):

@@ -50,7 +50,7 @@ class TrainConfig:
     beta1: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
     beta2: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
     strategy: str = field(default="auto", metadata={"choices": ["auto", "default", "mirrored", "multi_worker"]})
-    jit_compile: bool = True
+    jit_compile: bool = False
     mixed_precision: bool = False
     seed: int = 0
     threads: int = field(default=0, metadata={"min": 0})
