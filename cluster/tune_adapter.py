@@ -102,7 +102,10 @@ def make_scheduler(search: Search):
     if sched.type == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        return ASHAScheduler(time_attr="step", max_t=train_cfg["steps"], grace_period=sched.grace_period,
+        # a grace period longer than the run is the whole run (Ray asserts grace_period <= max_t): a short
+        # `--set train.steps=...` on a search file written for long trials still runs
+        return ASHAScheduler(time_attr="step", max_t=train_cfg["steps"],
+                             grace_period=min(sched.grace_period, train_cfg["steps"]),
                              reduction_factor=sched.reduction_factor)
     from ray.tune.schedulers import PopulationBasedTraining
 

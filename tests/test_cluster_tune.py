@@ -39,6 +39,8 @@ def test_schedulers():
     assert make_scheduler(make({})) is None
     asha = make_scheduler(make({"scheduler": {"type": "asha", "grace_period": 10}}))
     assert isinstance(asha, ASHAScheduler) and asha._time_attr == "step" and asha._max_t == 40
+    short = make_scheduler(make({"scheduler": {"type": "asha", "grace_period": 100}}))  # longer than the run
+    assert short._max_t == 40 and all(t >= 40 for t, _ in short._brackets[0]._rungs)  # none stops a trial early
     pbt = make_scheduler(make({"scheduler": {"type": "pbt"}, "space": {"train.g_lr": {"loguniform": [1e-4, 1e-2]}}}))
     assert isinstance(pbt, PopulationBasedTraining) and pbt._perturbation_interval == 10
     assert set(pbt._hyperparam_mutations) == {"train.g_lr"}
