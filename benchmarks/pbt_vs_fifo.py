@@ -8,8 +8,9 @@
 Both arms are built by the project's own machinery (search_config.build_search -> search.run_search) from one
 search document that differs only in `scheduler`: the same space (train.g_lr and train.d_lr, log-uniform), the same
 number of trials and steps per trial, one CPU and one TF thread per trial on the same local Ray, and the same
-random seed before each arm, so both start from the same sampled learning rates. PBT then copies the
-checkpoint of a top trial into a bottom one at every perturbation interval and perturbs its rates.
+search `seed` (and `random` seed, which PBT perturbs with), so both start from the same sampled learning rates.
+PBT then copies the checkpoint of a top trial into a bottom one at every perturbation interval and perturbs its
+rates.
 
 Per arm: the best music_distance at any evaluation and at the last step, the config the best evaluation was
 trained with, wall time, the steps trained (a PBT trial that clones a checkpoint trains on from that
@@ -52,7 +53,7 @@ def training_settings(steps: int, interval: int) -> list[str]:
 
 
 def search_doc(arm: str, *, base: str, trials: int, interval: int, quantile_fraction: float,
-               work: Path) -> dict[str, Any]:
+               work: Path, seed: int) -> dict[str, Any]:
     """max_concurrent_trials 0: Ray's CPUs limit how many run at once, and PBT sees the whole population (a
     limit creates trials only as others finish, so PBT would compare a trial with none or one other)."""
     scheduler: dict[str, Any] = {"type": arm}
@@ -62,7 +63,7 @@ def search_doc(arm: str, *, base: str, trials: int, interval: int, quantile_frac
             "metric": METRIC, "mode": "min", "scheduler": scheduler, "resources": {"cpus": 1}, "threads": 1,
             "max_concurrent_trials": 0, "max_failures": 0, "num_to_keep": 2,
             # a fresh process per trial, as when the README's figures were measured
-            "reuse_actors": False,
+            "reuse_actors": False, "seed": seed,
             "storage_path": str(work / "store"), "results_dir": str(work / "results")}
 
 
@@ -116,6 +117,17 @@ def pbt_exploits(experiment_path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def sampled_configs(experiment_path: Path) -> dict[str, dict[str, Any]]:
+    """Each trial's config as the search drew it, from Tune's newest experiment state (`evaluated_params`; PBT
+    changes a trial's `config`, never these). Not its first result: synchronous PBT may exploit a trial at its
+    first interval before that result reaches result.json."""
+    states = sorted(experiment_path.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return {}
+    trials = (json.loads(entry[0]) for entry in json.loads(states[-1].read_text())["trial_data"])
+    return {t["trial_id"]: t["evaluated_params"] for t in trials}
+
+
 def summarize_arm(experiment_path: Path, *, trials: int, steps: int) -> dict[str, Any]:
     runs = trial_rows(experiment_path)
     evaluated = [(tid, r) for tid, rows in runs.items() for r in rows if isinstance(r.get(METRIC), (int, float))]
@@ -140,7 +152,7 @@ def summarize_arm(experiment_path: Path, *, trials: int, steps: int) -> dict[str
         "best_final_music_distance": min(finals) if finals else None,
         "mean_final_music_distance": sum(finals) / len(finals) if finals else None,
         "final_music_distance": final,
-        "initial_configs": {tid: params_of(rows[0]) for tid, rows in runs.items()},
+        "initial_configs": sampled_configs(experiment_path),
         "final_configs": {tid: params_of(rows[-1]) for tid, rows in runs.items()},
         "steps_trained": steps_trained,
         "steps_planned": trials * steps,
@@ -159,13 +171,10 @@ def run_arm(arm: str, *, plan: dict[str, Any], settings: list[str], cores: int, 
     from chorus.cluster.search_config import build_search
 
     search = build_search(search_doc(arm, base=plan["base"], trials=plan["trials"], interval=plan["interval"],
-                                     quantile_fraction=plan["quantile_fraction"], work=work),
+                                     quantile_fraction=plan["quantile_fraction"], work=work, seed=seed),
                           overrides=settings)
     gflops = matmul_gflops()
-    # Tune samples the space from numpy's global generator and PBT perturbs with `random`: same seed, same start
-    import numpy as np
-
-    np.random.seed(seed)
+    # the search's `seed` fixes the sampled learning rates; PBT perturbs with the `random` module
     random.seed(seed)
     tick = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # Tune's progress table; stdout is for the JSON

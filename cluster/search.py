@@ -79,6 +79,7 @@ def _progress_reporter(search: Search):
 
 def make_tuner(search: Search, *, callbacks: list | None = None):
     from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from chorus.cluster.tune_adapter import make_scheduler, make_trainable, param_space
 
@@ -88,6 +89,8 @@ def make_tuner(search: Search, *, callbacks: list | None = None):
         param_space=param_space(search),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
                                     scheduler=make_scheduler(search), reuse_actors=spec.reuse_actors,
+                                    # its own generator: numpy's global one is shared with whatever else draws
+                                    search_alg=BasicVariantGenerator(random_state=spec.seed),
                                     time_budget_s=spec.time_budget_s or None,
                                     max_concurrent_trials=spec.max_concurrent_trials or None),
         run_config=tune.RunConfig(

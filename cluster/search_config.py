@@ -70,6 +70,7 @@ class SearchSpec:
     threads: int = field(default=0, metadata={"min": 0})  # TF threads per trial (per worker); 0 = from resources.cpus
     time_budget_s: float = field(default=0.0, metadata={"min": 0.0})  # stop every trial after this long; 0 = none
     reuse_actors: bool = True  # a trial process runs the next trial: TensorFlow stays imported, the step traced
+    seed: int | None = field(default=None, metadata={"min": 0})  # draws of the space; null = different each search
 
 
 @dataclass

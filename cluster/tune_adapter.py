@@ -34,6 +34,10 @@ RUN_SUBDIR = "run"  # the trainer's run dir inside a trial's working directory
 # 0.99 CPU on its node, where no whole-CPU Train worker then fits: two such trials deadlocked a 2 x 1-CPU cluster.
 DRIVER_MEMORY = 256 * 2**20
 MANIFEST = "chorus-checkpoint.json"  # in every staged checkpoint: {"step", "metrics", "files": {path: size}}
+# A reused trial process first waits for the previous trial's thread to end. Ray waits 2 s by default and then
+# errors the *next* trial; a stopped trial only ends at its next report (up to log_every steps plus an evaluation
+# away), and a finished one still writes its last checkpoint and events, so give it time.
+REUSE_HANDOVER_S = 300
 THREAD_ENV = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
@@ -336,12 +340,15 @@ def make_trainable(search: Search):
     res = search.spec.resources
     if res.workers == 1:
         def chorus_trial(params):
+            # read by Tune's reset_config in this process, when it is handed the next trial
+            os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(REUSE_HANDOVER_S))
             train_trial(params, base_config, settings, session=tune, run_dir=Path.cwd() / RUN_SUBDIR,
                         trial_id=tune.get_context().get_trial_id(), always_forward=False)
 
         resources = {"cpu": res.cpus, **({"gpu": res.gpus} if res.gpus else {})}
     else:
         def chorus_trial(params):
+            os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(REUSE_HANDOVER_S))
             run_multi_worker_trial(params, base_config, settings)
 
         # the trial process only drives the workers, which Ray Train places with their own resources (outside

@@ -77,6 +77,8 @@ def test_set_routes_training_and_search_keys(tmp_path):
     ("train: {eval_every: 4, checkpoint_every: 6}\n", "train.checkpoint_every: must be a multiple of train.eval_every"),
     ("scheduler: {type: pbt}\nspace: {model.width: {grid: [4, 8]}}\n", "pbt cannot mutate a grid"),
     ("resources: {workers: 0}\n", "resources.workers: must be >= 1"),
+    ("seed: -1\n", "seed: must be >= 0"),
+    ("seed: one\n", "seed: expected"),
     ("scheduler: {type: pbt}\nnum_samples: 4\nmax_concurrent_trials: 2\n", "max_concurrent_trials: pbt needs 0"),
 ])
 def test_bad_search_files_name_the_key(tmp_path, text, message):
