@@ -197,3 +197,54 @@ def test_resume_from_a_checkpoint_dir_takes_the_configs_learning_rate(make_tiny,
     lr = [reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
           if n.startswith("g_opt/") and "learning_rate" in n]
     assert lr and np.isclose(lr[0], 0.0002)
+
+
+def test_ema_generator_is_the_moving_average_of_the_weights(make_tiny):
+    """train.ema_decay: after an iteration the averaged generator is decay * before + (1 - decay) * after, for
+    every weight (BatchNorm statistics too), and it is what samples; off, the generator samples itself."""
+    from chorus.data.pipeline import make_dataset
+    from chorus.trainer.distribute import choose_strategy
+    from chorus.trainer.gan import WGANGP
+    from chorus.trainer.model import pipeline_options
+    from chorus.trainer.run import load_training_data
+
+    cfg = make_tiny("train.ema_decay=0.75")
+    dist = choose_strategy("default")
+    gan = WGANGP(cfg, dist)
+    assert gan.sampler is gan.ema_generator
+    start = [w.numpy() for w in gan.generator.weights]
+    assert all(np.array_equal(a, e.numpy()) for a, e in zip(start, gan.ema_generator.weights, strict=True))
+    rolls = load_training_data(cfg, verbose=False).train
+    batches = iter(dist.strategy.distribute_datasets_from_function(
+        lambda ctx: make_dataset(rolls, global_batch=cfg.train.batch_size, seed=0, input_context=ctx,
+                                 **pipeline_options(cfg))))
+    gan.train_iteration(batches)
+    end = [w.numpy() for w in gan.generator.weights]
+    assert sum(not np.array_equal(a, b) for a, b in zip(start, end, strict=True)) > len(start) // 2
+    for a, b, e in zip(start, end, gan.ema_generator.weights, strict=True):
+        np.testing.assert_allclose(e.numpy(), 0.75 * a + 0.25 * b, rtol=1e-5, atol=1e-7)
+
+    plain = WGANGP(make_tiny("train.ema_decay=0"), dist)
+    assert plain.ema_generator is None and plain.sampler is plain.generator
+
+
+def test_a_run_with_a_moving_average_generates_from_it(make_tiny):
+    """`chorus generate`/`evaluate` load the averaged generator of a run trained with train.ema_decay, the one its
+    samples and evaluations came from; the raw generator's objective is reported beside it."""
+    from chorus.trainer import train
+    from chorus.trainer.generate import load_run
+    from chorus.trainer.model import build_generator
+    from chorus.trainer.tfenv import tf
+
+    cfg = make_tiny("train.ema_decay=0.5", "train.steps=3")
+    result = train(cfg)
+    assert np.isfinite(result.metrics["music_distance_raw"])
+    assert result.metrics["music_distance_raw"] != result.metrics["music_distance"]
+    run = load_run(cfg.run.dir)
+    restored = {}
+    for name in ("generator", "ema_generator"):
+        restored[name] = build_generator(cfg)
+        tf.train.Checkpoint(**{name: restored[name]}).restore(run.checkpoint).expect_partial()
+    loaded = run.generator.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, restored["ema_generator"].get_weights(), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(loaded, restored["generator"].get_weights(), strict=True))

@@ -18,10 +18,11 @@ STATE_FILE = "checkpoint"
 
 
 def make_checkpoint(gan, config_yaml: str) -> tf.train.Checkpoint:
+    extra = {"ema_generator": gan.ema_generator} if gan.ema_generator is not None else {}
     return tf.train.Checkpoint(
         generator=gan.generator, critic=gan.critic, g_opt=gan.g_opt, d_opt=gan.d_opt,
         rng=gan.rng, step=gan.step, data_position=gan.data_position,
-        config=tf.Variable(config_yaml, trainable=False, name="config_yaml"),
+        config=tf.Variable(config_yaml, trainable=False, name="config_yaml"), **extra,
     )
 
 

@@ -47,6 +47,8 @@ class TrainConfig:
     d_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
     g_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
     lr_end_fraction: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})  # linear decay; 1 = constant
+    # samples, evaluation and `chorus generate` use an exponential moving average of the generator's weights
+    ema_decay: float = field(default=0.0, metadata={"min": 0.0, "max": 0.9999})  # 0 = off (the lab)
     beta1: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
     beta2: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
     strategy: str = field(default="auto", metadata={"choices": ["auto", "default", "mirrored", "multi_worker"]})

@@ -30,7 +30,7 @@ def structure_key(cfg: Config, dist: Distribution) -> str | None:
         return None
     return json.dumps({"model": dataclasses.asdict(cfg.model), "shape": [cfg.data.steps, cfg.data.pitches,
                        cfg.data.tracks], "train": [t.batch_size, t.n_critic, t.gp_weight, t.beta1, t.beta2,
-                       t.jit_compile], "strategy": id(dist.strategy)}, sort_keys=True)
+                       t.jit_compile, t.ema_decay], "strategy": id(dist.strategy)}, sort_keys=True)
 
 
 def set_precision_policy(cfg: Config) -> None:
@@ -56,6 +56,10 @@ class WGANGP:
             # Build optimizer slots now so that a restore fills them instead of deferring.
             self.g_opt.build(self.generator.trainable_variables)
             self.d_opt.build(self.critic.trainable_variables)
+            # Built after the others so that their initial weights do not depend on whether EMA is on.
+            self.ema_generator = build_generator(cfg) if cfg.train.ema_decay else None
+            if self.ema_generator is not None:
+                self.ema_generator.set_weights(self.generator.get_weights())
             self.rng = tf.random.Generator.from_seed(cfg.train.seed)  # z and eps; per-replica streams
             agg = tf.VariableAggregation.ONLY_FIRST_REPLICA
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=agg, name="step")
@@ -80,6 +84,8 @@ class WGANGP:
         keras.utils.set_random_seed(cfg.train.seed)
         self.generator.set_weights(build_generator(cfg).get_weights())
         self.critic.set_weights(build_critic(cfg).get_weights())
+        if self.ema_generator is not None:
+            self.ema_generator.set_weights(self.generator.get_weights())
         for opt, lr in ((self.g_opt, cfg.train.g_lr), (self.d_opt, cfg.train.d_lr)):
             for v in opt.variables:
                 v.assign(tf.zeros_like(v))
@@ -149,12 +155,26 @@ class WGANGP:
             d_wd += total(losses[1])
             d_gp += total(losses[2])
         g_loss = total(strategy.run(self.g_step, args=(next(iterator),)))
+        if self.ema_generator is not None:
+            self._update_ema()
         self.step.assign_add(1)
         self.data_position.assign_add(self.cfg.train.n_critic + 1)
         n = float(self.cfg.train.n_critic)
         return {"d_loss": d_loss / n, "wasserstein": -d_wd / n, "gradient_penalty": d_gp / n, "g_loss": g_loss}
 
+    def _update_ema(self):
+        """ema <- decay * ema + (1 - decay) * weights, BatchNorm statistics included. Cross-replica context: every
+        replica holds the same weights after the all-reduced update, so one assignment serves all."""
+        decay = self.cfg.train.ema_decay
+        for avg, w in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+            avg.assign(decay * avg + (1.0 - decay) * tf.cast(w, avg.dtype))
+
     # ------------------------------------------------------------------------------ inference
 
+    @property
+    def sampler(self):
+        """The generator that samples, evaluation and `chorus generate` use: the moving average when it is on."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
     def generate(self, melody, z):
-        return generate_batched(self.generator, melody, z)
+        return generate_batched(self.sampler, melody, z)

@@ -38,7 +38,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     cfg = config_from_dict(read_yaml(run_dir / "config.yaml"), source=f"{run_dir / 'config.yaml'}: ")
     generator = build_generator(cfg)
     step = tf.Variable(0, dtype=tf.int64)
-    tf.train.Checkpoint(generator=generator, step=step).restore(prefix).expect_partial()
+    # a run trained with a moving average samples from it, as its training samples and evaluations did
+    name = "ema_generator" if cfg.train.ema_decay else "generator"
+    tf.train.Checkpoint(**{name: generator}, step=step).restore(prefix).expect_partial()
     return LoadedRun(cfg, generator, int(step.numpy()), prefix)
 
 

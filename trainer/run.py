@@ -25,7 +25,7 @@ from chorus.trainer.config import Config, dump_config
 from chorus.trainer.distribute import Distribution, choose_strategy, configure_devices
 from chorus.trainer.evaluation import binarize, evaluate, fixed_inputs, summarize_holdout
 from chorus.trainer.gan import WGANGP
-from chorus.trainer.model import pipeline_options
+from chorus.trainer.model import generate_batched, pipeline_options
 from chorus.trainer.rundir import (
     append_metrics,
     check_resumable,
@@ -203,8 +203,14 @@ def evaluate_now(s: Session, step: int) -> dict[str, float]:
     """Generated samples vs the holdout's music metrics (every worker: generating is collective); the chief logs."""
     result = evaluate(s.gan.generate, s.data.holdout, s.cfg, s.gan.z_shape, s.holdout_summary, s.holdout_features)
     flat = result.flat()
+    raw = ""
+    if s.gan.ema_generator is not None:  # what the average buys: the same objective of the raw weights
+        flat["music_distance_raw"] = evaluate(
+            lambda melody, z: generate_batched(s.gan.generator, melody, z), s.data.holdout, s.cfg, s.gan.z_shape,
+            s.holdout_summary, s.holdout_features).music_distance
+        raw = f" (raw generator {flat['music_distance_raw']:.4f})"
     if s.chief:
-        log(f"step {step}: music_distance {result.music_distance:.4f}")
+        log(f"step {step}: music_distance {result.music_distance:.4f}{raw}")
         with s.writer.as_default(step=step):
             for k, v in flat.items():
                 tf.summary.scalar(f"eval/{k}", v)
