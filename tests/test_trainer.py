@@ -200,15 +200,16 @@ def test_resume_from_a_checkpoint_dir_takes_the_configs_learning_rate(make_tiny,
 
 
 def test_ema_generator_is_the_moving_average_of_the_weights(make_tiny):
-    """train.ema_decay: after an iteration the averaged generator is decay * before + (1 - decay) * after, for
-    every weight (BatchNorm statistics too), and it is what samples; off, the generator samples itself."""
+    """train.ema_decay: after an iteration the averaged generator is d * before + (1 - d) * after, for every weight
+    (BatchNorm statistics too), with d = min(ema_decay, (1 + t) / (10 + t)) after t updates, and
+    it is what samples; off, the generator samples itself."""
     from chorus.data.pipeline import make_dataset
     from chorus.trainer.distribute import choose_strategy
     from chorus.trainer.gan import WGANGP
     from chorus.trainer.model import pipeline_options
     from chorus.trainer.run import load_training_data
 
-    cfg = make_tiny("train.ema_decay=0.75")
+    cfg = make_tiny("train.ema_decay=0.2")
     dist = choose_strategy("default")
     gan = WGANGP(cfg, dist)
     assert gan.sampler is gan.ema_generator
@@ -218,11 +219,16 @@ def test_ema_generator_is_the_moving_average_of_the_weights(make_tiny):
     batches = iter(dist.strategy.distribute_datasets_from_function(
         lambda ctx: make_dataset(rolls, global_batch=cfg.train.batch_size, seed=0, input_context=ctx,
                                  **pipeline_options(cfg))))
-    gan.train_iteration(batches)
-    end = [w.numpy() for w in gan.generator.weights]
-    assert sum(not np.array_equal(a, b) for a, b in zip(start, end, strict=True)) > len(start) // 2
-    for a, b, e in zip(start, end, gan.ema_generator.weights, strict=True):
-        np.testing.assert_allclose(e.numpy(), 0.75 * a + 0.25 * b, rtol=1e-5, atol=1e-7)
+    ema = [w.numpy() for w in gan.ema_generator.weights]
+    for t in range(3):  # d = 0.1, 2/11, then the configured 0.2
+        decay = min(0.2, (1 + t) / (10 + t))
+        before = [w.numpy() for w in gan.generator.weights]
+        gan.train_iteration(batches)
+        after = [w.numpy() for w in gan.generator.weights]
+        assert sum(not np.array_equal(a, b) for a, b in zip(before, after, strict=True)) > len(before) // 2
+        ema = [decay * e + (1 - decay) * a for e, a in zip(ema, after, strict=True)]
+        for want, got in zip(ema, gan.ema_generator.weights, strict=True):
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6, err_msg=f"update {t}")
 
     plain = WGANGP(make_tiny("train.ema_decay=0"), dist)
     assert plain.ema_generator is None and plain.sampler is plain.generator

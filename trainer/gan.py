@@ -163,9 +163,12 @@ class WGANGP:
         return {"d_loss": d_loss / n, "wasserstein": -d_wd / n, "gradient_penalty": d_gp / n, "g_loss": g_loss}
 
     def _update_ema(self):
-        """ema <- decay * ema + (1 - decay) * weights, BatchNorm statistics included. Cross-replica context: every
-        replica holds the same weights after the all-reduced update, so one assignment serves all."""
-        decay = self.cfg.train.ema_decay
+        """ema <- d * ema + (1 - d) * weights, BatchNorm statistics included, with d = min(ema_decay, (1 + t) /
+        (10 + t)) after t updates: early on the average follows the weights closely instead of holding on to the
+        random initialisation for ~1 / (1 - ema_decay) steps. Cross-replica context: every replica holds the same
+        weights after the all-reduced update, so one assignment serves all."""
+        t = tf.cast(self.step, tf.float32)  # updates before this one
+        decay = tf.minimum(self.cfg.train.ema_decay, (1.0 + t) / (10.0 + t))
         for avg, w in zip(self.ema_generator.weights, self.generator.weights, strict=True):
             avg.assign(decay * avg + (1.0 - decay) * tf.cast(w, avg.dtype))
 
