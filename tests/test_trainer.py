@@ -152,6 +152,7 @@ def test_resume_is_exact(make_tiny, tmp_path):
     assert resumed.step == 6
     a, b = checkpoint_tensors(tmp_path / "straight"), checkpoint_tensors(tmp_path / "split")
     assert a.keys() == b.keys() and any("rng" in k for k in a) and any("data_position" in k for k in a)
+    assert any(k.startswith("ema_generator/") for k in a)  # the default's moving average resumes exactly too
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
