@@ -89,10 +89,11 @@ def make_tuner(search: Search, *, callbacks: list | None = None):
         param_space=param_space(search),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
                                     scheduler=make_scheduler(search), reuse_actors=spec.reuse_actors,
-                                    # its own generator: numpy's global one is shared with whatever else draws
-                                    search_alg=BasicVariantGenerator(random_state=spec.seed),
-                                    time_budget_s=spec.time_budget_s or None,
-                                    max_concurrent_trials=spec.max_concurrent_trials or None),
+                                    # its own generator: numpy's global one is shared with whatever else draws.
+                                    # Tune ignores max_concurrent_trials beside a given generator: it goes here
+                                    search_alg=BasicVariantGenerator(random_state=spec.seed,
+                                                                     max_concurrent=spec.max_concurrent_trials),
+                                    time_budget_s=spec.time_budget_s or None),
         run_config=tune.RunConfig(
             name=spec.experiment,
             storage_path=spec.storage_path,
