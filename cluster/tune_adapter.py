@@ -339,19 +339,22 @@ def make_trainable(search: Search):
     base_config = search.base_config
     res = search.spec.resources
     if res.workers == 1:
-        def chorus_trial(params):
-            # read by Tune's reset_config in this process, when it is handed the next trial
-            os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(REUSE_HANDOVER_S))
+        def run(params):
             train_trial(params, base_config, settings, session=tune, run_dir=Path.cwd() / RUN_SUBDIR,
                         trial_id=tune.get_context().get_trial_id(), always_forward=False)
 
         resources = {"cpu": res.cpus, **({"gpu": res.gpus} if res.gpus else {})}
     else:
-        def chorus_trial(params):
-            os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(REUSE_HANDOVER_S))
+        def run(params):
             run_multi_worker_trial(params, base_config, settings)
 
         # the trial process only drives the workers, which Ray Train places with their own resources (outside
         # the trial's placement group, as one gang); Tune refuses an empty request, so the driver asks for memory
         resources = {"cpu": 0, "memory": DRIVER_MEMORY}
+
+    def chorus_trial(params):
+        # read by Tune's reset_config in this process, when it is handed the next trial
+        os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(REUSE_HANDOVER_S))
+        run(params)
+
     return tune.with_resources(chorus_trial, resources)
