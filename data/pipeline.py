@@ -10,11 +10,17 @@ Optional, for models that compute over a pitch window: windows are cropped to `p
 `pitch_low` (windows with notes outside are dropped), and each sample may be transposed by a random number of
 semitones (at most `max_shift`, never out of the window). The shift is also a pure function of (seed, position),
 so exact resume holds with augmentation.
+
+Key normalization (`key_normalize`) instead moves every window to one key: each is transposed so that its melody's
+major scale (estimated from the melody alone, since that is all a user gives at generation) becomes C major. The
+shift is a property of the window, and `key_shifts` is the one rule that training and generation share.
 """
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
+from chorus.data.metrics import SCALES
 
 
 def global_batch_indices(batch: tf.Tensor, *, n: int, global_batch: int, seed: int) -> tf.Tensor:
@@ -60,6 +66,44 @@ def shift_ranges(rolls: np.ndarray, max_shift: int) -> tuple[np.ndarray, np.ndar
     return np.maximum(-max_shift, -lowest).astype(np.int64), np.minimum(max_shift, p - 1 - highest).astype(np.int64)
 
 
+def key_shifts(rolls: np.ndarray, pitch_low: int, *, track: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, fits) per window (N, T, P, K) whose pitch i is MIDI pitch_low + i: the semitones that move the
+    major scale holding most of `track`'s note-steps (ties: the lowest tonic; a silent track: C) onto C, and
+    whether the shifted window still lies inside the P pitches.
+
+    The nearer octave, -6..+5, is preferred; the other (+6..+11 or -11..-7) is taken when only it fits, so the rule
+    never loses a note. The fit is judged over every track given: at generation only the melody is known.
+    """
+    x = np.asarray(rolls) > 0
+    n, _, p, _ = x.shape
+    counts = x[..., track].sum(axis=1)  # (N, P) note-steps per pitch
+    chroma = np.zeros((n, 12), np.int64)
+    np.add.at(chroma.T, (pitch_low + np.arange(p)) % 12, counts.T)
+    tonic = (chroma @ SCALES.T.astype(np.int64)).argmax(axis=1)  # as metrics.estimate_key, on one track
+    near = np.where(tonic <= 6, -tonic, 12 - tonic)
+    far = np.where(near > 0, near - 12, near + 12)
+    far = np.where(tonic == 0, 0, far)
+    active = x.any(axis=(1, 3))  # (N, P)
+    lowest = np.where(active.any(1), active.argmax(1), 0)
+    highest = np.where(active.any(1), p - 1 - active[:, ::-1].argmax(1), 0)
+
+    def fit(s):
+        return (lowest + s >= 0) & (highest + s <= p - 1)
+
+    shift = np.where(fit(near) | ~fit(far), near, far)
+    return shift.astype(np.int64), fit(shift)
+
+
+def shift_pitches(rolls: np.ndarray, shifts: np.ndarray, fill: float) -> np.ndarray:
+    """Each window (N, T, P, K) transposed by its own number of semitones; pitches moved past an edge are lost and
+    the vacated ones take `fill`."""
+    rolls = np.asarray(rolls)
+    p = rolls.shape[2]
+    src = np.arange(p)[None, :] - np.asarray(shifts)[:, None]  # (N, P): output pitch i reads pitch i - shift
+    out = np.take_along_axis(rolls, np.clip(src, 0, p - 1)[:, None, :, None], axis=2)
+    return np.where(((src >= 0) & (src < p))[:, None, :, None], out, np.asarray(fill, rolls.dtype))
+
+
 def batch_shifts(batch: tf.Tensor, idx: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, seed: int) -> tf.Tensor:
     """Semitone shift of each sample of global batch `batch`, uniform in [lo, hi] of its window."""
     u = tf.random.stateless_uniform(tf.shape(idx), seed=tf.stack([tf.constant(seed ^ SHIFT_SALT, tf.int64), batch]))
@@ -71,18 +115,26 @@ def batch_shifts(batch: tf.Tensor, idx: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor,
 def make_dataset(rolls: np.ndarray, *, global_batch: int, seed: int, start_batch: int = 0,
                  num_replicas: int = 1, input_context: tf.distribute.InputContext | None = None,
                  pitch_low: int = 0, pitch_window: int | None = None, binary: bool = False,
-                 max_shift: int = 0) -> tf.data.Dataset:
+                 max_shift: int = 0, key_normalize: bool = False) -> tf.data.Dataset:
     """Infinite dataset of per-replica batches, float32 in {-1, 1} ({0, 1} if binary), shaped (per_replica, T, P, K).
 
     `rolls` is a bool array (N, T, P, K). With an input_context (distribute_datasets_from_function), this
     pipeline yields the batches of its own local replicas, in replica order, for every global step.
-    With a pitch_window, P becomes pitch_window (see crop_to_window); max_shift > 0 transposes each sample.
+    With a pitch_window, P becomes pitch_window (see crop_to_window); max_shift > 0 transposes each sample by a
+    random shift, key_normalize by its key_shifts (windows that fit in neither octave are dropped).
     """
     if rolls.ndim != 4 or rolls.shape[0] == 0:
         raise ValueError(f"expected a non-empty (N, T, P, K) array, got shape {rolls.shape}")
     rolls, _ = crop_to_window(rolls, pitch_low, pitch_window or rolls.shape[2])
     if rolls.shape[0] == 0:
         raise ValueError(f"no window lies inside pitches {pitch_low}..{pitch_low + pitch_window - 1}")
+    if max_shift and key_normalize:
+        raise ValueError("random transposition and key normalization exclude each other")
+    if key_normalize:
+        shifts, fits = key_shifts(rolls, pitch_low)
+        rolls, shifts = rolls[fits], shifts[fits]
+        if rolls.shape[0] == 0:
+            raise ValueError("no window fits the pitch window once moved to C")
     if global_batch % num_replicas:
         raise ValueError(f"global batch {global_batch} is not divisible by {num_replicas} replicas")
     n = rolls.shape[0]
@@ -92,11 +144,15 @@ def make_dataset(rolls: np.ndarray, *, global_batch: int, seed: int, start_batch
     local = num_replicas // pipelines  # replicas fed by this pipeline
     table = tf.constant(rolls.astype(np.uint8))  # uint8 keeps the table 4x smaller than float32
     lo, hi = (tf.constant(a) for a in shift_ranges(rolls, max_shift))
+    key_shift = tf.constant(shifts) if key_normalize else None
     p = rolls.shape[2]
 
     def slices(batch):
         idx = global_batch_indices(batch, n=n, global_batch=global_batch, seed=seed)
-        shift = batch_shifts(batch, idx, lo, hi, seed) if max_shift else tf.zeros_like(idx)
+        if max_shift:
+            shift = batch_shifts(batch, idx, lo, hi, seed)
+        else:
+            shift = tf.gather(key_shift, idx) if key_normalize else tf.zeros_like(idx)
         mine = slice(pipeline_id * local, (pipeline_id + 1) * local)
         idx = tf.reshape(idx, (num_replicas, per_replica))[mine]
         shift = tf.reshape(shift, (num_replicas, per_replica))[mine]
@@ -104,7 +160,7 @@ def make_dataset(rolls: np.ndarray, *, global_batch: int, seed: int, start_batch
 
     def to_rolls(idx, shift):
         x = tf.gather(table, idx)  # (per_replica, T, P, K)
-        if max_shift:  # pitch p of the output reads pitch p - shift of the window; shifts never wrap notes
+        if max_shift or key_normalize:  # pitch p of the output reads pitch p - shift; shifts never wrap notes
             x = tf.gather(x, (tf.range(p, dtype=tf.int64)[None, :] - shift[:, None]) % p, axis=2, batch_dims=1)
         x = tf.cast(x, tf.float32)
         return x if binary else x * 2.0 - 1.0

