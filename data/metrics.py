@@ -84,7 +84,7 @@ def _notes(rolls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ends[-1] - onsets[-1], onsets[0] * k + onsets[1]
 
 
-def _key(pc_cells: np.ndarray) -> np.ndarray:
+def major_key(pc_cells: np.ndarray) -> np.ndarray:
     """(N, 12, K) active cells per pitch class -> (N,) tonic of the major scale holding the most of them."""
     score = pc_cells.sum(axis=2) @ SCALES.T.astype(np.int64)  # (N, 12 tonics)
     return score.argmax(axis=1)  # argmax returns the first maximum: ties go to the lowest tonic
@@ -92,7 +92,7 @@ def _key(pc_cells: np.ndarray) -> np.ndarray:
 
 def estimate_key(rolls) -> np.ndarray:
     """(N,) tonic (0 = C) of each sample's major scale, estimated over all tracks (see in_scale_rate)."""
-    return _key(_chroma(_binarize(rolls)).sum(axis=1))
+    return major_key(_chroma(_binarize(rolls)).sum(axis=1))
 
 
 def per_sample_track_metrics(rolls, *, steps_per_bar=16, qualified_min_steps=2) -> dict[str, np.ndarray]:
@@ -118,7 +118,7 @@ def per_sample_track_metrics(rolls, *, steps_per_bar=16, qualified_min_steps=2) 
     out["polyphonic_rate"] = _ratio((voices >= 2).sum(axis=1), (voices >= 1).sum(axis=1))
 
     pc_cells = chroma.sum(axis=1)  # (N, 12, K) active cells per pitch class
-    scale = SCALES[_key(pc_cells)]  # (N, 12) the sample's scale
+    scale = SCALES[major_key(pc_cells)]  # (N, 12) the sample's scale
     out["in_scale_rate"] = _ratio((pc_cells * scale[:, :, None]).sum(axis=1), pc_cells.sum(axis=1))
     return out
 

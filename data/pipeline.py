@@ -17,10 +17,12 @@ shift is a property of the window, and `key_shifts` is the one rule that trainin
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import tensorflow as tf
 
-from chorus.data.metrics import SCALES
+from chorus.data.metrics import major_key
 
 
 def global_batch_indices(batch: tf.Tensor, *, n: int, global_batch: int, seed: int) -> tf.Tensor:
@@ -79,7 +81,7 @@ def key_shifts(rolls: np.ndarray, pitch_low: int, *, track: int = 0) -> tuple[np
     counts = x[..., track].sum(axis=1)  # (N, P) note-steps per pitch
     chroma = np.zeros((n, 12), np.int64)
     np.add.at(chroma.T, (pitch_low + np.arange(p)) % 12, counts.T)
-    tonic = (chroma @ SCALES.T.astype(np.int64)).argmax(axis=1)  # as metrics.estimate_key, on one track
+    tonic = major_key(chroma[:, :, None])  # metrics' key rule (and tie rule), on one track
     near = np.where(tonic <= 6, -tonic, 12 - tonic)
     far = np.where(near > 0, near - 12, near + 12)
     far = np.where(tonic == 0, 0, far)
@@ -92,6 +94,29 @@ def key_shifts(rolls: np.ndarray, pitch_low: int, *, track: int = 0) -> tuple[np
 
     shift = np.where(fit(near) | ~fit(far), near, far)
     return shift.astype(np.int64), fit(shift)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Training windows as a model computes over them: cropped to its pitch window, and with key normalization,
+    each window's key shift. Made once per run by `training_windows`; `make_dataset` takes it as is."""
+    rolls: np.ndarray  # (N, T, pitch_window, K) bool
+    key_shifts: np.ndarray | None  # (N,) semitones to C, or None without key normalization
+    outside: int  # windows dropped: a note outside the pitch window
+    unfit: int  # windows dropped: inside it, but not once moved to C
+
+
+def training_windows(rolls: np.ndarray, *, pitch_low: int = 0, pitch_window: int | None = None,
+                     key_normalize: bool = False) -> Windows:
+    """Crop (N, T, P, K) rolls to the pitch window and, with key_normalize, find each window's key shift; windows
+    that fall outside either way are dropped and counted."""
+    if rolls.ndim != 4 or rolls.shape[0] == 0:
+        raise ValueError(f"expected a non-empty (N, T, P, K) array, got shape {rolls.shape}")
+    cropped, outside = crop_to_window(rolls, pitch_low, pitch_window or rolls.shape[2])
+    if not key_normalize:
+        return Windows(cropped, None, outside, 0)
+    shifts, fits = key_shifts(cropped, pitch_low)
+    return Windows(cropped[fits], shifts[fits], outside, int((~fits).sum()))
 
 
 def shift_pitches(rolls: np.ndarray, shifts: np.ndarray, fill: float) -> np.ndarray:
@@ -112,29 +137,27 @@ def batch_shifts(batch: tf.Tensor, idx: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor,
     return lo_i + tf.minimum(tf.cast(tf.floor(u * span), tf.int64), hi_i - lo_i)
 
 
-def make_dataset(rolls: np.ndarray, *, global_batch: int, seed: int, start_batch: int = 0,
+def make_dataset(rolls: np.ndarray | Windows, *, global_batch: int, seed: int, start_batch: int = 0,
                  num_replicas: int = 1, input_context: tf.distribute.InputContext | None = None,
                  pitch_low: int = 0, pitch_window: int | None = None, binary: bool = False,
                  max_shift: int = 0, key_normalize: bool = False) -> tf.data.Dataset:
     """Infinite dataset of per-replica batches, float32 in {-1, 1} ({0, 1} if binary), shaped (per_replica, T, P, K).
 
-    `rolls` is a bool array (N, T, P, K). With an input_context (distribute_datasets_from_function), this
+    `rolls` is a bool array (N, T, P, K), or the Windows that training_windows made of one with the same
+    pitch_low, pitch_window and key_normalize. With an input_context (distribute_datasets_from_function), this
     pipeline yields the batches of its own local replicas, in replica order, for every global step.
     With a pitch_window, P becomes pitch_window (see crop_to_window); max_shift > 0 transposes each sample by a
     random shift, key_normalize by its key_shifts (windows that fit in neither octave are dropped).
     """
-    if rolls.ndim != 4 or rolls.shape[0] == 0:
-        raise ValueError(f"expected a non-empty (N, T, P, K) array, got shape {rolls.shape}")
-    rolls, _ = crop_to_window(rolls, pitch_low, pitch_window or rolls.shape[2])
-    if rolls.shape[0] == 0:
-        raise ValueError(f"no window lies inside pitches {pitch_low}..{pitch_low + pitch_window - 1}")
     if max_shift and key_normalize:
         raise ValueError("random transposition and key normalization exclude each other")
-    if key_normalize:
-        shifts, fits = key_shifts(rolls, pitch_low)
-        rolls, shifts = rolls[fits], shifts[fits]
-        if rolls.shape[0] == 0:
-            raise ValueError("no window fits the pitch window once moved to C")
+    windows = rolls if isinstance(rolls, Windows) else training_windows(
+        rolls, pitch_low=pitch_low, pitch_window=pitch_window, key_normalize=key_normalize)
+    if (windows.key_shifts is not None) != key_normalize:
+        raise ValueError(f"the windows were made with key_normalize={not key_normalize}")
+    rolls, shifts = windows.rolls, windows.key_shifts
+    if rolls.shape[0] == 0:
+        raise ValueError("no window lies inside the pitch window" + (" once moved to C" if key_normalize else ""))
     if global_batch % num_replicas:
         raise ValueError(f"global batch {global_batch} is not divisible by {num_replicas} replicas")
     n = rolls.shape[0]

@@ -142,6 +142,19 @@ def test_bad_array_exits_2_naming_the_file(tmp_path):
                     "nan.npy", "NaN")
 
 
+def test_training_data_that_cannot_move_to_c_exits_2(tmp_path, data_cache):
+    x = np.full((20, 32, 128, 4), -1.0, np.float32)
+    x[:, :, 66, 0] = 1.0  # an F# melody: not in C, so every window must move
+    x[:, :, 95, 1] = 1.0  # but its voices span the whole pitch window (MIDI 32..95): no window can
+    x[:, :, 50, 2] = 1.0
+    x[:, :, 32, 3] = 1.0
+    np.save(tmp_path / "wide.npy", x)
+    base = ["train", "--config", str(TINY), "--set", "data.source=npy", "--set", f"data.path={tmp_path / 'wide.npy'}",
+            "--set", f"run.dir={tmp_path / 'run'}"]
+    _one_line_error(run_chorus(*base), "model.key_normalize", "moved to C")
+    assert not (tmp_path / "run").exists()
+
+
 def test_empty_midi_folder_exits_2(tmp_path):
     (tmp_path / "empty").mkdir()
     _one_line_error(run_chorus("data", "build", "--source", "midi", "--path", str(tmp_path / "empty")), "empty")

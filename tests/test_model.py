@@ -159,6 +159,28 @@ def test_key_shifts_move_each_melody_to_c_by_the_nearer_octave_unless_only_the_o
     assert key_shifts(np.zeros((1, 32, 64, 4), bool), 32)[0][0] == 0  # a silent melody stays where it is
 
 
+def test_training_windows_are_made_once_and_count_what_they_drop():
+    from chorus.data.pipeline import Windows, make_dataset, training_windows
+
+    rolls = np.zeros((14, 32, 128, 4), bool)
+    rolls[:12, :, 32:96] = _scale_melodies()
+    rolls[12, 0, 20, 3] = True  # MIDI 20: outside the window
+    rolls[13, 0, [32, 95], 3] = True  # spans the whole window: no room to move
+    rolls[13, :, 66, 0] = True  # and its melody (F#) is not in C
+    w = training_windows(rolls, pitch_low=32, pitch_window=64, key_normalize=True)
+    assert (w.outside, w.unfit, len(w.rolls), len(w.key_shifts)) == (1, 1, 12, 12)
+    opts = dict(global_batch=4, seed=5, pitch_low=32, pitch_window=64, binary=True, key_normalize=True)
+    given = [b.numpy() for b in make_dataset(w, **opts).take(4)]
+    raw = _batches(rolls, 4, pitch_low=32, pitch_window=64, binary=True, key_normalize=True)
+    np.testing.assert_array_equal(np.stack(given), np.stack(raw))  # the same batches as from the raw rolls
+    with pytest.raises(ValueError, match="key_normalize=True"):
+        make_dataset(w, **{**opts, "key_normalize": False})
+    plain = training_windows(rolls, pitch_low=32, pitch_window=64)
+    assert (plain.outside, plain.unfit, len(plain.rolls), plain.key_shifts) == (1, 0, 13, None)
+    with pytest.raises(ValueError, match="once moved to C"):
+        make_dataset(Windows(w.rolls[:0], w.key_shifts[:0], 0, 12), **opts)
+
+
 def test_key_normalized_training_windows_are_in_c_and_generation_moves_back():
     from chorus.data.metrics import SCALES
     from chorus.data.pipeline import key_shifts, shift_pitches

@@ -19,7 +19,7 @@ from chorus.data import objective
 from chorus.data.dataset import Dataset, build_dataset, load_dataset
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
-from chorus.data.pipeline import crop_to_window, key_shifts, make_dataset, outside_window
+from chorus.data.pipeline import make_dataset, training_windows
 from chorus.trainer import checkpoints as ckpts
 from chorus.trainer.config import Config, dump_config
 from chorus.trainer.distribute import Distribution, choose_strategy, configure_devices
@@ -71,14 +71,6 @@ def check_data_shape(ds, cfg: Config) -> None:
                              f"data.pitches and data.tracks ask for {want}")
         if len(arr) == 0:
             raise InputError(f"data: the {split} split is empty; use more pieces or change data.holdout_fraction")
-
-
-def unfit_for_key(train, cfg: Config) -> int:
-    """Training windows inside the pitch window that model.key_normalize drops (they fit in neither octave of C)."""
-    if not cfg.model.key_normalize:
-        return 0
-    cropped, _ = crop_to_window(train, cfg.model.pitch_low, cfg.model.pitch_window)
-    return int((~key_shifts(cropped, cfg.model.pitch_low)[1]).sum())
 
 
 def log(msg: str) -> None:
@@ -142,12 +134,13 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
     # --- data
     data = load_training_data(cfg, verbose=chief)
     check_data_shape(data, cfg)
-    dropped = int(outside_window(data.train, cfg.model.pitch_low, cfg.model.pitch_window).sum())
-    if dropped == len(data.train):
-        raise InputError(f"model.pitch_low: every training window has notes outside pitches {cfg.model.pitch_low}.."
-                         f"{cfg.model.pitch_low + cfg.model.pitch_window - 1}; widen model.pitch_window")
-    unkeyed = unfit_for_key(data.train, cfg)
-    if unkeyed == len(data.train) - dropped:
+    m = cfg.model
+    windows = training_windows(data.train, pitch_low=m.pitch_low, pitch_window=m.pitch_window,
+                               key_normalize=m.key_normalize)
+    if windows.outside == len(data.train):
+        raise InputError(f"model.pitch_low: every training window has notes outside pitches {m.pitch_low}.."
+                         f"{m.pitch_low + m.pitch_window - 1}; widen model.pitch_window")
+    if not len(windows.rolls):
         raise InputError("model.key_normalize: no training window fits the pitch window once moved to C; "
                          "widen model.pitch_window or set model.key_normalize: false")
 
@@ -171,8 +164,8 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
         log(f"chorus: {'resuming at step ' + str(start_step) if resume_prefix else 'new run'} in {run_dir} | "
             f"strategy {dist.describe()} | {len(data.train)} train / {len(data.holdout)} holdout windows | "
             f"generator {gan.generator.count_params():,} + critic {gan.critic.count_params():,} parameters"
-            + (f" | {dropped} train windows outside the pitch window dropped" if dropped else "")
-            + (f" | {unkeyed} that leave it once moved to C dropped" if unkeyed else ""))
+            + (f" | {windows.outside} train windows outside the pitch window dropped" if windows.outside else "")
+            + (f" | {windows.unfit} that leave it once moved to C dropped" if windows.unfit else ""))
     ckpt_dir = ckpts.chief_or_temp_dir(run_dir, chief, dist.worker_index)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=t.keep_checkpoints,
                                          checkpoint_name="ckpt")
@@ -183,7 +176,7 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
     # --- input pipeline, starting where the checkpoint left off
     start_batch = int(gan.data_position.numpy())
     dist_ds = dist.strategy.distribute_datasets_from_function(
-        lambda ctx: make_dataset(data.train, global_batch=t.batch_size, seed=t.seed, start_batch=start_batch,
+        lambda ctx: make_dataset(windows, global_batch=t.batch_size, seed=t.seed, start_batch=start_batch,
                                  num_replicas=dist.num_replicas, input_context=ctx, **pipeline_options(cfg)))
 
     # --- what evaluation and samples compare against
