@@ -73,8 +73,10 @@ def _progress_reporter(search: Search):
     from ray import tune
 
     metrics = {"step": "step", search.spec.metric: search.spec.metric, "d_loss": "d_loss", "g_loss": "g_loss"}
+    # Not sort_by_metric: Ray sorts finished trials by their metric and fails on one without any (a trial that was
+    # still starting when the time budget ended), which crashed a whole search at its last report.
     return tune.CLIReporter(metric_columns=metrics, parameter_columns=list(search.spec.space),
-                            max_report_frequency=15, sort_by_metric=True)
+                            max_report_frequency=15, sort_by_metric=False)
 
 
 def make_tuner(search: Search, *, callbacks: list | None = None):

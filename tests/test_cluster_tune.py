@@ -146,3 +146,25 @@ def test_reporter_stages_a_run_dir_per_checkpoint_and_skips_unscored_results(tmp
     assert files == ["checkpoints/checkpoint", "checkpoints/ckpt-6.index", "checkpoints/config.yaml",
                      "chorus-checkpoint.json", "config.yaml", "metrics.jsonl", "samples/step-000006/sample-0.mid"]
     assert not list((tmp_path / "trial").glob(".ray-checkpoint-*"))  # the staging dir is gone
+
+
+def test_progress_table_lists_a_trial_that_ended_before_its_first_result(tmp_path):
+    """The time budget can end a trial that never reported; the last progress table must still print (Ray's
+    sort_by_metric compared None with a float there and crashed the whole search)."""
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    from chorus.cluster.search import _progress_reporter
+
+    search = make({"space": {"train.g_lr": {"loguniform": [0.0005, 0.002]}}})
+    scored, unscored = (Trial("__fake", stub=True, config={"train.g_lr": lr}) for lr in (0.001, 0.002))
+    scored.update_last_result({"music_distance": 1.2, "step": 900, "config": scored.config})
+    for trial in (scored, unscored):
+        trial.set_status(Trial.TERMINATED)
+        trial.storage = SimpleNamespace(experiment_driver_staging_path=str(tmp_path),
+                                        trial_driver_staging_path=str(tmp_path))
+    reporter = _progress_reporter(search)
+    reporter.setup(start_time=0.0, metric="music_distance", mode="min")
+    table = reporter._progress_str([scored, unscored], done=True)
+    assert "2 TERMINATED" in table and "music_distance=1.2" in table
