@@ -118,7 +118,6 @@ class RollCodec:
         full[:, :, self.pitch_low:self.pitch_low + self.pitch_window, :] = outputs
         return full
 
-
     def to_key(self, melody: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Encoded melodies -> (the melodies moved to C, their shifts): the rule the training data went through
         (data.pipeline.key_shifts); zeros when key normalization is off."""
