@@ -4,9 +4,12 @@
 - ``MidiData.roll`` / ``MidiTrack.roll``: notes -> bool (steps, 128) with starts and ends rounded to the NEAREST
   step. Steps follow the beat (ticks / ticks-per-beat), so tempo changes never move the grid and float seconds
   never enter: pypianoroll 1.0.4 floors note ends computed from seconds (0.6 s / 0.15 s = 3.9999 loses a step).
-- ``read_melody``: a user's melody MIDI -> a bool (steps, 128) condition; where the melody track is polyphonic a
-  skyline over its NOTES keeps the top line (a lower note never shows through when a higher one ends).
+- ``melody_notes`` / ``read_melody``: a user's melody MIDI -> its (start, end, pitch) notes in steps within the
+  window / the bool (steps, 128) condition built from them; where the melody track is polyphonic a skyline over
+  its NOTES keeps the top line (a lower note never shows through when a higher one ends).
 - ``write_midi``: a bool piano roll (T, 128, K) -> a K-track MIDI file with exact tick positions, written atomically.
+  A roll alone merges a repeated note into one held note; ``onsets`` (T, 128, K) restores the note boundaries
+  (``notes_roll`` makes both from notes, ``roll_notes`` reads notes back from both).
 
 Reading does not go through pretty_midi.PrettyMIDI: its guard (MAX_TICK = 1e7) rejects long valid files at high
 PPQ (a quartet movement at 9600 ticks per beat) as "likely corrupt", and it builds a per-tick time table. Tracks
@@ -164,12 +167,12 @@ def skyline(notes: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return [(a, b, p) for a, b, p in out]
 
 
-def read_melody(path: str | Path, *, steps: int, steps_per_beat: int) -> np.ndarray:
-    """A user's melody MIDI -> bool (steps, 128), the generator's condition.
+def melody_notes(path: str | Path, *, steps: int, steps_per_beat: int) -> list[tuple[int, int, int]]:
+    """A user's melody MIDI -> its (start step, end step, pitch) notes in the window, in order.
 
     Takes the first non-drum track that has notes (other tracks are ignored), keeps its top line where it is
-    polyphonic (``skyline``), drops the leading silence and keeps ``steps`` steps, padding with silence if the
-    melody is shorter.
+    polyphonic (``skyline``), drops the leading silence and keeps the notes that sound in the first ``steps``
+    steps, the last one cut at the window's end. A repeated pitch stays two notes.
     """
     name = Path(path).name
     expected = "expected a one-track melody"
@@ -182,16 +185,41 @@ def read_melody(path: str | Path, *, steps: int, steps_per_beat: int) -> np.ndar
     if not notes:
         raise InputError(f"{name}: no notes found outside drum tracks; {expected}")
     first = notes[0][0]  # leading silence dropped
-    out = np.zeros((steps, PITCHES), dtype=bool)  # (steps, pitches)
+    return [(a - first, min(b - first, steps), pitch) for a, b, pitch in notes if a - first < steps]
+
+
+def notes_roll(notes: list[tuple[int, int, int]], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end, pitch) notes -> bool (steps, 128) roll and bool (steps, 128) onsets (each note's first step)."""
+    roll = np.zeros((steps, PITCHES), dtype=bool)  # (steps, pitches)
+    onsets = np.zeros((steps, PITCHES), dtype=bool)
     for a, b, pitch in notes:
-        out[max(a - first, 0) : max(min(b - first, steps), 0), pitch] = True
-    return out
+        a, b = max(a, 0), min(b, steps)
+        if b > a:
+            roll[a:b, pitch] = onsets[a, pitch] = True
+    return roll, onsets
+
+
+def read_melody(path: str | Path, *, steps: int, steps_per_beat: int) -> np.ndarray:
+    """A user's melody MIDI -> bool (steps, 128), the generator's condition: the roll of ``melody_notes``
+    (padded with silence if the melody is shorter)."""
+    return notes_roll(melody_notes(path, steps=steps, steps_per_beat=steps_per_beat), steps)[0]
 
 
 def _runs(column: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) of every run of True in a 1-D bool array."""
     diff = np.diff(np.concatenate([[0], column.astype(np.int8), [0]]))
     return list(zip(np.nonzero(diff > 0)[0].tolist(), np.nonzero(diff < 0)[0].tolist(), strict=True))
+
+
+def roll_notes(roll: np.ndarray, onsets: np.ndarray | None = None) -> list[tuple[int, int, int]]:
+    """(start, end, pitch) notes of one track's bool roll (T, 128), sorted: one note per run of True steps, split
+    where ``onsets`` (T, 128) marks a new note inside a run (a repeated note). Onsets on silent steps are ignored."""
+    out = []
+    for pitch in np.flatnonzero(roll.any(axis=0)).tolist():
+        for a, b in _runs(roll[:, pitch]):
+            cuts = [a] + ([] if onsets is None else (np.flatnonzero(onsets[a + 1 : b, pitch]) + a + 1).tolist())
+            out += [(s, e, pitch) for s, e in zip(cuts, [*cuts[1:], b], strict=True)]
+    return sorted(out)
 
 
 def write_midi(
@@ -202,14 +230,16 @@ def write_midi(
     tempo: float,
     programs: list[int],
     track_names: list[str],
+    onsets: np.ndarray | None = None,
 ) -> Path:
     """Write a bool roll (T, 128, K) as a type-1 MIDI file with K note tracks; return the path.
 
-    One note per run of True steps, on exact ticks (WRITE_PPQ ticks per beat, or a multiple of steps_per_beat),
-    so any reader that maps ticks to the nearest step reads the same roll back. Track 0 holds the tempo
-    (``tempo`` beats per minute) and a 4/4 time signature; track k+1 holds voice k on channel k (skipping the
-    drum channel) with its name and General MIDI program. Non-bool input is binarized at > 0. Written
-    atomically (data.files).
+    One note per run of True steps (``roll_notes``), and a new note wherever ``onsets`` (bool (T, 128, K), or
+    None) marks one inside a run, so a repeated note stays two notes. Notes sit on exact ticks (WRITE_PPQ ticks
+    per beat, or a multiple of steps_per_beat), so any reader that maps ticks to the nearest step reads the same
+    roll (and notes) back. Track 0 holds the tempo (``tempo`` beats per minute) and a 4/4 time signature; track
+    k+1 holds voice k on channel k (skipping the drum channel) with its name and General MIDI program. Non-bool
+    input is binarized at > 0. Written atomically (data.files).
     """
     import mido
 
@@ -221,6 +251,8 @@ def write_midi(
     k = roll.shape[2]
     if len(programs) != k or len(track_names) != k:
         raise ValueError(f"write_midi: need {k} programs and track names, got {len(programs)} and {len(track_names)}")
+    if onsets is not None and np.shape(onsets) != roll.shape:
+        raise ValueError(f"write_midi: onsets must have the roll's shape {roll.shape}, got {np.shape(onsets)}")
     ppq = WRITE_PPQ if WRITE_PPQ % steps_per_beat == 0 else WRITE_PPQ * steps_per_beat
     ticks = ppq // steps_per_beat
     mid = mido.MidiFile(type=1, ticks_per_beat=ppq)
@@ -232,11 +264,9 @@ def write_midi(
     for i in range(k):
         ch = channels[i % len(channels)]
         events = []  # (tick, order: offs before ons at one tick, message)
-        for pitch in range(PITCHES):
-            for a, b in _runs(roll[:, pitch, i]):
-                events.append((a * ticks, 1, mido.Message("note_on", channel=ch, note=pitch,
-                                                          velocity=DEFAULT_VELOCITY)))
-                events.append((b * ticks, 0, mido.Message("note_off", channel=ch, note=pitch, velocity=0)))
+        for a, b, pitch in roll_notes(roll[:, :, i], None if onsets is None else np.asarray(onsets)[:, :, i] > 0):
+            events.append((a * ticks, 1, mido.Message("note_on", channel=ch, note=pitch, velocity=DEFAULT_VELOCITY)))
+            events.append((b * ticks, 0, mido.Message("note_off", channel=ch, note=pitch, velocity=0)))
         events.sort(key=lambda e: (e[0], e[1], e[2].note))
         track = mido.MidiTrack([mido.MetaMessage("track_name", name=str(track_names[i]), time=0),
                                 mido.Message("program_change", channel=ch, program=int(programs[i]), time=0)])

@@ -23,8 +23,12 @@ def save_pianoroll_png(
     steps_per_beat: int,
     steps_per_bar: int,
     title: str | None = None,
+    onsets: np.ndarray | None = None,
 ) -> Path:
-    """Draw a roll (T, 128, K) (bool, or binarized at > 0) as a PNG, written atomically; return the path."""
+    """Draw a roll (T, 128, K) (bool, or binarized at > 0) as a PNG, written atomically; return the path.
+
+    ``onsets`` (bool (T, 128, K), as write_midi takes them): a white line splits a held bar where a note starts
+    again at the same pitch, so the picture shows the notes the MIDI file holds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,6 +49,9 @@ def save_pianoroll_png(
         # rows = pitches lo..hi (low at the bottom), columns = steps
         ax.imshow(roll[:, lo : hi + 1, i].T, origin="lower", aspect="auto", cmap="Blues", vmin=0, vmax=1.25,
                   interpolation="nearest", extent=(-0.5, t - 0.5, lo - 0.5, hi + 0.5))
+        if onsets is not None:  # repeated notes: a new onset on a pitch that sounded the step before
+            again = np.argwhere((np.asarray(onsets)[1:, :, i] > 0) & roll[1:, :, i] & roll[:-1, :, i])  # (n, 2)
+            ax.vlines(again[:, 0] + 0.5, again[:, 1] - 0.5, again[:, 1] + 0.5, colors="white", lw=1.5)
         for s in range(0, t + 1, steps_per_beat):
             bar = s % steps_per_bar == 0
             ax.axvline(s - 0.5, color="0.2" if bar else "0.8", lw=1.2 if bar else 0.5)

@@ -9,7 +9,7 @@ import pretty_midi
 import pytest
 
 from chorus.data.errors import InputError
-from chorus.data.midi_io import read_melody, read_rolls, skyline, write_midi
+from chorus.data.midi_io import melody_notes, notes_roll, read_melody, read_rolls, roll_notes, skyline, write_midi
 from chorus.data.plot import save_pianoroll_png
 from chorus.data.settings import DataConfig
 from chorus.data.sources import keep_top_note, read_midi_folder
@@ -243,6 +243,65 @@ def test_read_melody_round_trips_write_midi(tmp_path):
     roll[0:6, 67, 0] = roll[6:8, 65, 0] = roll[8:16, 64, 0] = roll[20:32, 62, 0] = True
     path = write_midi(roll, tmp_path / "mel.mid", steps_per_beat=4, tempo=100.0, programs=[0], track_names=["m"])
     assert np.array_equal(read_melody(path, steps=32, steps_per_beat=4), roll[:, :, 0])
+
+
+TWINKLE = [(60, 0, 4), (60, 4, 8), (67, 8, 12), (67, 12, 16), (69, 16, 20), (69, 20, 24), (67, 24, 28)]
+
+
+def test_repeated_melody_notes_stay_separate_notes(tmp_path):
+    """Twinkle (C4 C4 G4 G4 A4 A4 G4): the roll merges each repeated pair, the notes and onsets keep them, and
+    write_midi with the onsets writes them as separate notes, as pretty_midi and mido read them back."""
+    path = _melody_file(tmp_path / "twinkle.mid", [[(p, a + 2, b + 2) for p, a, b in TWINKLE]])  # leading rest
+    notes = melody_notes(path, steps=32, steps_per_beat=4)
+    assert notes == [(a, b, p) for p, a, b in TWINKLE]
+    roll, onsets = notes_roll(notes, 32)
+    assert np.array_equal(roll, read_melody(path, steps=32, steps_per_beat=4))
+    assert roll[0:8, 60].all() and np.flatnonzero(onsets[:, 60]).tolist() == [0, 4]
+    assert roll_notes(roll) == [(0, 8, 60), (8, 16, 67), (16, 24, 69), (24, 28, 67)]  # what the roll alone says
+    assert roll_notes(roll, onsets) == notes
+    out = write_midi(roll[:, :, None], tmp_path / "out.mid", steps_per_beat=4, tempo=100.0, programs=[0],
+                     track_names=["melody"], onsets=onsets[:, :, None])
+    step_s = 60.0 / 100.0 / 4
+    got = [(n.pitch, round(n.start / step_s), round(n.end / step_s))
+           for n in sorted(pretty_midi.PrettyMIDI(str(out)).instruments[0].notes, key=lambda n: n.start)]
+    assert got == TWINKLE
+    assert _mido_notes(out, 4, exact=True) == [set(TWINKLE)]
+    merged = write_midi(roll[:, :, None], tmp_path / "merged.mid", steps_per_beat=4, tempo=100.0, programs=[0],
+                        track_names=["melody"])  # without onsets: one note per run, as before
+    assert len(pretty_midi.PrettyMIDI(str(merged)).instruments[0].notes) == 4
+    with pytest.raises(ValueError, match="onsets must have the roll's shape"):
+        write_midi(roll[:, :, None], tmp_path / "x.mid", steps_per_beat=4, tempo=100.0, programs=[0],
+                   track_names=["m"], onsets=onsets)
+
+
+def test_melody_notes_are_cut_at_the_window(tmp_path):
+    """The window's last note is cut at its end, later notes are dropped; a half-note last G fills the window."""
+    tune = TWINKLE[:6] + [(67, 24, 32)]
+    path = _melody_file(tmp_path / "long.mid", [tune + [(65, 32, 36), (65, 36, 40)]])
+    assert melody_notes(path, steps=32, steps_per_beat=4) == [(a, b, p) for p, a, b in tune]
+    assert melody_notes(path, steps=26, steps_per_beat=4)[-2:] == [(20, 24, 69), (24, 26, 67)]
+
+
+def test_note_ends_round_to_the_nearest_step_not_down(tmp_path):
+    """pypianoroll floors note ends computed in seconds; chorus rounds ticks to the nearest step (halves up)."""
+    ppq, per_step = 480, 120
+    mid = mido.MidiFile(type=1, ticks_per_beat=ppq)
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100.0))])
+    # (pitch, start tick, end tick, expected end step)
+    cases = [(60, 0, 4 * per_step - 1, 4), (62, 0, 3 * per_step + 60, 4), (64, 0, 3 * per_step + 59, 3),
+             (65, 0, 4 * per_step + 1, 4)]
+    ev = []
+    for p, a, b, _ in cases:
+        ev += [(a, mido.Message("note_on", note=p, velocity=64)), (b, mido.Message("note_off", note=p))]
+    now = 0
+    for tick, msg in sorted(ev, key=lambda e: e[0]):
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    mid.tracks.append(track)
+    mid.save(str(tmp_path / "ends.mid"))
+    rolls, _ = read_rolls(tmp_path / "ends.mid", steps_per_beat=4)
+    for p, _, _, end in cases:
+        assert np.flatnonzero(rolls[0][:, p]).tolist() == list(range(end)), p  # a floor would lose a step
 
 
 def test_read_melody_errors(tmp_path):
