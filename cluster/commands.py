@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 
+from chorus.cluster.jobs import DEFAULT_HEAD_RETRIES
+from chorus.data.errors import InputError
+
 
 def _reach(args: argparse.Namespace):
     """The Jobs API address: --address as given, or a `ray dashboard` tunnel for --cluster."""
@@ -30,7 +33,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     command = args.command_args[1:] if args.command_args[:1] == ["--"] else args.command_args
     with _reach(args) as address:
         return submit(command, address=address, wait=args.wait, working_dir=args.working_dir,
-                      submission_id=args.job_id, env=args.env)
+                      submission_id=args.job_id, env=args.env, head_retries=args.head_retries,
+                      cluster_wait_s=cluster_wait(args))
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -38,8 +42,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
     with _reach(args) as address:
         if args.action == "stop":
-            return stop_job(args.job, address=address)
-        print(list_jobs(address))
+            return stop_job(args.job, address=address, cluster_wait_s=cluster_wait(args))
+        print(list_jobs(address, cluster_wait_s=cluster_wait(args)))
     return 0
 
 
@@ -47,7 +51,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from chorus.cluster.jobs import job_logs
 
     with _reach(args) as address:
-        return job_logs(args.job, address=address, follow_logs=args.follow)
+        return job_logs(args.job, address=address, follow_logs=args.follow, cluster_wait_s=cluster_wait(args))
 
 
 def cmd_results_pull(args: argparse.Namespace) -> int:
@@ -75,6 +79,36 @@ def _address(p: argparse.ArgumentParser, *, nested: bool = False) -> None:
     where.add_argument("--address", metavar="URL", **extra,
                    help="the Ray dashboard / Jobs API, e.g. http://127.0.0.1:8265 (default: RAY_API_SERVER_ADDRESS, "
                         "RAY_ADDRESS, then http://127.0.0.1:8265). Token auth: RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH")
+    p.add_argument("--cluster-wait", metavar="SECONDS", type=_seconds, **extra,
+                   help="while the cluster does not answer (a head starting or restarting), wait this long, saying "
+                        "so, before giving up (default: $CHORUS_CLUSTER_WAIT_S or 300; 0 = fail at once)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def cluster_wait(args: argparse.Namespace) -> float:
+    """--cluster-wait, else $CHORUS_CLUSTER_WAIT_S, else the default."""
+    import os
+
+    from chorus.cluster.jobs import DEFAULT_CLUSTER_WAIT_S
+
+    if getattr(args, "cluster_wait", None) is not None:
+        return args.cluster_wait
+    text = os.environ.get("CHORUS_CLUSTER_WAIT_S")
+    if text is None:
+        return DEFAULT_CLUSTER_WAIT_S
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError:
+        raise InputError(f"CHORUS_CLUSTER_WAIT_S: expected a number of seconds >= 0, got {text!r}") from None
 
 
 def register(sub) -> None:
@@ -105,6 +139,9 @@ def register(sub) -> None:
                    help="upload this directory as the job's working dir (default: use the cluster's installed copy)")
     p.add_argument("--job-id", metavar="ID", help="submission id to use (default: generated)")
     p.add_argument("--env", metavar="KEY=VALUE", action="append", default=[], help="environment for the job")
+    p.add_argument("--head-retries", metavar="N", type=int, default=DEFAULT_HEAD_RETRIES,
+                   help="when the job is lost with the Ray head (the head died and came back without it), submit "
+                        f"it again up to N times; a search resumes its experiment (default {DEFAULT_HEAD_RETRIES})")
     p.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
                    help="the chorus subcommand and its arguments")
     p.set_defaults(func=cmd_submit)

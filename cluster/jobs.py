@@ -18,6 +18,9 @@ from chorus.data.errors import InputError
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 EXIT_JOB_FAILED = 1
 EXIT_INTERRUPTED = 130
+DEFAULT_CLUSTER_WAIT_S = 300.0  # how long a command waits for a head that does not answer (a restart takes ~1 min)
+DEFAULT_HEAD_RETRIES = 3  # times `chorus submit` submits a job again after it was lost with the head
+WAIT_POLL_S = 2.0
 
 
 def find_token() -> str | None:
@@ -43,17 +46,52 @@ def resolve_address(address: str | None) -> str:
     return address
 
 
-def client(address: str | None = None):
-    """A JobSubmissionClient for the dashboard at address; connection and auth errors become InputError."""
+def client(address: str | None = None, *, wait_s: float = 0.0):
+    """A JobSubmissionClient for the dashboard at address. While the cluster does not answer (a head starting or
+    restarting), wait up to wait_s seconds, saying so once; then, and on auth errors at once, InputError."""
     from ray.job_submission import JobSubmissionClient
 
     token = find_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     address = resolve_address(address)
-    try:
-        return JobSubmissionClient(address, headers=headers)
-    except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError (401/403) and friends
-        raise InputError(f"{address}: cannot reach the Ray Jobs API: {_first_line(exc)}") from None
+    deadline, said = time.monotonic() + wait_s, 0.0
+    while True:
+        try:
+            return JobSubmissionClient(address, headers=headers)
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError (401/403) and friends
+            if not unreachable(exc) or time.monotonic() >= deadline:
+                waited = f" (waited {wait_s:.0f} s)" if wait_s and unreachable(exc) else ""
+                raise InputError(f"{address}: cannot reach the Ray Jobs API{waited}: {_first_line(exc)}") from None
+            said = _say_waiting(address, exc, deadline, said)
+            time.sleep(WAIT_POLL_S)
+
+
+def _say_waiting(address: str, exc: BaseException, deadline: float, said: float) -> float:
+    """One line when the wait starts, then one a minute; returns when it last spoke."""
+    now = time.monotonic()
+    if not said or now - said >= 60:
+        print(f"chorus: waiting for the Ray cluster at {address} ({_first_line(exc)}); up to "
+              f"{max(0.0, deadline - now):.0f} s more", file=sys.stderr, flush=True)
+        return now
+    return said
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether an error means the cluster is not there (yet): no connection, a timeout, or a dashboard that is
+    still starting (5xx). An HTTP 4xx (a refused token, a wrong URL) is an answer, not an absence."""
+    import requests
+
+    if isinstance(exc, requests.HTTPError):
+        return exc.response is not None and exc.response.status_code >= 500
+    if isinstance(exc, (ConnectionError, requests.ConnectionError, requests.Timeout)):
+        return True
+    text = str(exc)
+    return text.startswith("Request failed with status code 5") or "Failed to connect to Ray" in text
+
+
+def _missing(exc: BaseException) -> bool:
+    """A Jobs API answer that the job does not exist (a head restarted without the job's history)."""
+    return "status code 404" in str(exc) or "does not exist" in str(exc)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -84,10 +122,49 @@ def entrypoint_for(args: list[str]) -> str:
     return shlex.join(["chorus", *args])
 
 
+class JobLost(Exception):
+    """The job went away with the head: the connection dropped, and the head that answered again does not know
+    the job (a restarted head keeps no job history)."""
+
+    def __init__(self, job_id: str, lost_at: float, experiment: str | None):
+        super().__init__(f"job {job_id} was lost with the Ray head at {_clock(lost_at)}")
+        self.job_id, self.lost_at, self.experiment = job_id, lost_at, experiment
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def resume_args(args: list[str], experiment: str | None) -> list[str]:
+    """What to run again after a lost job: a search continues its experiment (finished trials are not rerun);
+    any other command, or a search lost before it named its experiment, runs as it was given."""
+    args = args[1:] if args[:1] == ["chorus"] else list(args)
+    if args[:1] == ["search"] and experiment and "--resume" not in args:
+        return ["search", "--resume", experiment]
+    return args
+
+
+def _submit_job(c, entrypoint: str, runtime_env: dict, submission_id: str | None, wait_s: float) -> str:
+    """Submit, waiting (up to wait_s) through a head that is still starting: its Jobs API answers 5xx until the
+    job agent has registered."""
+    deadline, said = time.monotonic() + wait_s, 0.0
+    while True:
+        try:
+            return c.submit_job(entrypoint=entrypoint, runtime_env=runtime_env or None, submission_id=submission_id)
+        except Exception as exc:  # noqa: BLE001
+            if not unreachable(exc) or time.monotonic() >= deadline:
+                raise InputError(f"{c.get_address()}: {_first_line(exc)}") from None
+            said = _say_waiting(c.get_address(), exc, deadline, said)
+            time.sleep(WAIT_POLL_S)
+
+
 def submit(args: list[str], *, address: str | None = None, wait: bool = True, working_dir: str | None = None,
-           submission_id: str | None = None, env: list[str] | None = None) -> int:
-    """Submit a chorus command as a Ray job; with wait, stream its logs and return its exit status."""
-    c = client(address)
+           submission_id: str | None = None, env: list[str] | None = None, head_retries: int = DEFAULT_HEAD_RETRIES,
+           cluster_wait_s: float = DEFAULT_CLUSTER_WAIT_S) -> int:
+    """Submit a chorus command as a Ray job; with wait, stream its logs and return its exit status.
+
+    A job lost with the head (see JobLost) is submitted again, up to head_retries times, as `resume_args` says: a
+    search resumes its experiment. A job that fails on its own is reported, never retried."""
     runtime_env: dict = {}
     if working_dir:
         runtime_env["working_dir"] = working_dir
@@ -97,52 +174,121 @@ def submit(args: list[str], *, address: str | None = None, wait: bool = True, wo
             raise InputError("--env: expected KEY=VALUE")
         runtime_env["env_vars"] = dict(pairs)
     entrypoint = entrypoint_for(args)
-    job_id = _call(lambda: c.submit_job(entrypoint=entrypoint, runtime_env=runtime_env or None,
-                                        submission_id=submission_id), address=c.get_address())
+    if head_retries < 0:
+        raise InputError(f"--head-retries: expected 0 or more, got {head_retries}")
+    c = client(address, wait_s=cluster_wait_s)
+    job_id = _submit_job(c, entrypoint, runtime_env, submission_id, cluster_wait_s)
     print(f"chorus: submitted job {job_id}: {entrypoint}", file=sys.stderr, flush=True)
     if not wait:
         print(job_id)
         return 0
-    return follow(job_id, c)
+    for attempt in range(1, head_retries + 2):
+        try:
+            return follow(job_id, c, cluster_wait_s=cluster_wait_s)
+        except JobLost as lost:
+            if attempt > head_retries:
+                print(f"chorus: {lost}; no retries left (--head-retries {head_retries})", file=sys.stderr)
+                return EXIT_JOB_FAILED
+            entrypoint = entrypoint_for(resume_args(args, lost.experiment))
+            job_id = _submit_job(c, entrypoint, runtime_env, submission_id and f"{submission_id}-retry{attempt}",
+                                 cluster_wait_s)
+            print(f"chorus: head lost at {_clock(lost.lost_at)}; resumed at {_clock(time.time())} as job {job_id} "
+                  f"(retry {attempt} of {head_retries}): {entrypoint}", file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")
 
 
-def follow(job_id: str, c=None, *, address: str | None = None) -> int:
-    """Stream a job's logs until it ends; return 0 when it succeeded, else its exit code (or 1)."""
-    from ray.job_submission import JobStatus
+class _Echo:
+    """Writes a job's log to stdout, counting what it wrote and noting the experiment a search names."""
 
-    c = c or client(address)
+    def __init__(self) -> None:
+        self.written, self.experiment, self._line = 0, None, ""
+
+    def write(self, text: str) -> None:
+        from chorus.cluster.search import EXPERIMENT_LINE
+
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        self.written += len(text)
+        *lines, self._line = (self._line + text).split("\n")
+        for line in lines:
+            if line.startswith(EXPERIMENT_LINE):
+                self.experiment = line[len(EXPERIMENT_LINE):].strip()
+
+    def catch_up(self, c, job_id: str) -> None:
+        """After the stream broke: print the part of the log not printed yet."""
+        try:
+            logs = c.get_job_logs(job_id)
+        except Exception:  # noqa: BLE001 - best effort; the status is what counts
+            return
+        if len(logs) > self.written:
+            self.write(logs[self.written:])
+
+
+def follow(job_id: str, c=None, *, address: str | None = None,
+           cluster_wait_s: float = DEFAULT_CLUSTER_WAIT_S) -> int:
+    """Stream a job's logs until it ends; return 0 when it succeeded, else its exit code (or 1). A head that goes
+    away is waited for (up to cluster_wait_s); JobLost when it comes back without the job."""
+    c = c or client(address, wait_s=cluster_wait_s)
+    echo = _Echo()
 
     async def tail() -> None:
         async for chunk in c.tail_job_logs(job_id):
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
+            echo.write(chunk)
 
     try:
+        broke = False
         try:
             asyncio.run(tail())
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - the log stream can drop; the status below is what counts
-            print(f"chorus: log stream ended early ({_first_line(exc)})", file=sys.stderr)
+            broke = True
+            if not unreachable(exc):
+                print(f"chorus: log stream ended early ({_first_line(exc)})", file=sys.stderr)
         while True:
-            info = _call(c.get_job_info, job_id, address=c.get_address())
-            if info.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            info = _job_info(c, job_id, echo, cluster_wait_s)
+            if info.status.is_terminal():
                 break
+            broke = True  # the stream ended before the job did
+            echo.catch_up(c, job_id)
             time.sleep(1)
+        if broke:
+            echo.catch_up(c, job_id)
     except KeyboardInterrupt:
         print(f"\nchorus: stopped following; job {job_id} keeps running (chorus logs {job_id}; "
               f"chorus jobs stop {job_id})", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"chorus: job {job_id} {info.status.value}" + (f": {info.message}" if info.message else ""),
           file=sys.stderr)
-    if info.status == JobStatus.SUCCEEDED:
+    if info.status.value == "SUCCEEDED":
         return 0
     code = getattr(info, "driver_exit_code", None)
     return code if isinstance(code, int) and code > 0 else EXIT_JOB_FAILED
 
 
-def list_jobs(address: str | None = None) -> str:
-    c = client(address)
+def _job_info(c, job_id: str, echo: _Echo, cluster_wait_s: float):
+    """The job's info; through a head that went away, after waiting for it (JobLost if it forgot the job)."""
+    try:
+        return c.get_job_info(job_id)
+    except Exception as exc:  # noqa: BLE001
+        if _missing(exc):
+            raise JobLost(job_id, time.time(), echo.experiment) from None
+        if not unreachable(exc):
+            raise InputError(f"{c.get_address()}: {_first_line(exc)}") from None
+        lost_at = time.time()
+        print(f"chorus: lost the Ray head at {_clock(lost_at)} ({_first_line(exc)}); waiting for it",
+              file=sys.stderr, flush=True)
+    client(c.get_address(), wait_s=cluster_wait_s)  # InputError if it does not come back in time
+    try:
+        return c.get_job_info(job_id)
+    except Exception as exc:  # noqa: BLE001
+        if _missing(exc):
+            raise JobLost(job_id, lost_at, echo.experiment) from None
+        raise InputError(f"{c.get_address()}: {_first_line(exc)}") from None
+
+
+def list_jobs(address: str | None = None, *, cluster_wait_s: float = DEFAULT_CLUSTER_WAIT_S) -> str:
+    c = client(address, wait_s=cluster_wait_s)
     jobs = _call(c.list_jobs, address=c.get_address())
     rows = [("JOB", "STATUS", "STARTED", "ENTRYPOINT")]
     for j in sorted(jobs, key=lambda j: j.start_time or 0):
@@ -152,26 +298,29 @@ def list_jobs(address: str | None = None) -> str:
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows)
 
 
-def job_logs(job_id: str, *, address: str | None = None, follow_logs: bool = False) -> int:
-    c = client(address)
+def job_logs(job_id: str, *, address: str | None = None, follow_logs: bool = False,
+             cluster_wait_s: float = DEFAULT_CLUSTER_WAIT_S) -> int:
+    c = client(address, wait_s=cluster_wait_s)
     if follow_logs:
-        return follow(job_id, c)
+        try:
+            return follow(job_id, c, cluster_wait_s=cluster_wait_s)
+        except JobLost as lost:
+            raise InputError(f"{lost}; a restarted head keeps no job history (chorus jobs lists its jobs)") from None
     sys.stdout.write(_call(c.get_job_logs, job_id, address=c.get_address()))
     return 0
 
 
-def stop_job(job_id: str, *, address: str | None = None, timeout: float = 60) -> int:
+def stop_job(job_id: str, *, address: str | None = None, timeout: float = 60,
+             cluster_wait_s: float = DEFAULT_CLUSTER_WAIT_S) -> int:
     """Stop a job (SIGTERM to its driver, then SIGKILL) and wait until Ray says it ended; 0 when it is stopped."""
-    from ray.job_submission import JobStatus
-
-    c = client(address)
+    c = client(address, wait_s=cluster_wait_s)
     info = _call(c.get_job_info, job_id, address=c.get_address())
-    if info.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+    if info.status.is_terminal():
         print(f"chorus: job {job_id} already ended: {info.status.value}", file=sys.stderr)
         return 0
     _call(c.stop_job, job_id, address=c.get_address())
     deadline = time.monotonic() + timeout
-    while info.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+    while not info.status.is_terminal():
         if time.monotonic() > deadline:
             print(f"chorus: job {job_id} still {info.status.value} {timeout:.0f} s after the stop request",
                   file=sys.stderr)

@@ -12,6 +12,7 @@ objects.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import typing
@@ -180,8 +181,39 @@ def _check_space(spec: SearchSpec, base_config: dict[str, Any], source: str) -> 
             raise InputError(f"{source}space.{key}: pbt cannot mutate a grid; use choice")
 
 
+# what Tune adds to every result, and what cluster.tune_adapter adds to the trainer's report
+TUNE_REPORTED = ("training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore",
+                 "iterations_since_restore", "timestamp", "pid")
+ADAPTER_REPORTED = ("resumed_from_step", "ray_report_s", "ray_setup_s", "rank0_pid")
+
+
+def reported_metrics(cfg: Config) -> set[str]:
+    """Every number a trial of this config reports to Tune: the trainer's row (losses, speed), its evaluation
+    (music_distance, its groups, per-track metrics, tonal distances) and what Tune and the adapter add."""
+    from chorus.data import metrics, objective
+
+    names = {*ALWAYS_REPORTED, *TUNE_REPORTED, *ADAPTER_REPORTED, "wall_seconds", "start_up_s", "warm_start",
+             "music_distance", "music_distance_version"}
+    if cfg.train.ema_decay:
+        names.add("music_distance_raw")
+    specs = objective.VOICE_FEATURES | objective.PAIR_FEATURES | objective.SAMPLE_FEATURES
+    names |= {f"music_distance_{group}" for group, _ in specs.values()}
+    tracks = list(cfg.sample.track_names)
+    names |= {f"{track}_{m}" for track in tracks for m in metrics.PER_TRACK}
+    names |= {f"tonal_distance_{pair}" for pair in metrics._pair_names(tracks).values()}
+    return names
+
+
 def _check_metric(spec: SearchSpec, cfg: Config, source: str) -> None:
-    """Every checkpoint must be scored by its own evaluation, so that `best by metric` means what it says."""
+    """The metric is one that trials report, and every checkpoint is scored by its own evaluation, so that
+    `best by metric` means what it says."""
+    known = reported_metrics(cfg)
+    if spec.metric not in known:
+        near = difflib.get_close_matches(spec.metric, sorted(known), n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise InputError(f"{source}metric: trials do not report {spec.metric!r}; {hint}expected one of "
+                         f"music_distance, music_distance_<group>, <track>_<metric>, d_loss, g_loss, ... "
+                         f"(see chorus.cluster.search_config.reported_metrics)")
     if spec.metric in ALWAYS_REPORTED:
         return
     if cfg.train.checkpoint_every % cfg.train.eval_every:
@@ -204,8 +236,8 @@ def build_search(doc: dict[str, Any], *, search_file: str | Path | None = None,
     if not isinstance(spec.space, dict):
         raise InputError(f"{source}space: expected a mapping of dotted config keys, got {spec.space!r}")
     spec.space = _flatten_space(spec.space)
-    if not spec.experiment or "/" in spec.experiment or spec.experiment.startswith("."):
-        raise InputError(f"{source}experiment: expected a plain name (no '/'), got {spec.experiment!r}")
+    if not spec.experiment or "/" in spec.experiment or spec.experiment.startswith(".") or spec.experiment == "latest":
+        raise InputError(f"{source}experiment: expected a plain name (no '/', not 'latest'), got {spec.experiment!r}")
 
     # training config: default.yaml <- base <- sections in this file <- --set train.x=...
     config_doc = read_yaml(default_config_path()) if default_config_path().is_file() else {}

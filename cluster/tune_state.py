@@ -12,12 +12,33 @@ from __future__ import annotations
 
 import json
 import posixpath
+from dataclasses import dataclass
 from typing import Any
 
 from chorus.cluster import results as results_mod
 from chorus.cluster.tune_adapter import MANIFEST
 
 CHECKPOINT_PREFIX = "checkpoint_"
+
+
+@dataclass
+class TrialResume:
+    """How one unfinished trial continues: from the step of its newest complete checkpoint (0: the start)."""
+
+    trial_id: str
+    last_step: int  # the last step it reported before the interruption
+    from_step: int
+    change: str | None = None  # what the repair changed in the saved state, if anything
+
+    @property
+    def redone(self) -> int:
+        """Reported steps it trains again (steps after its last report were never reported, so not counted)."""
+        return max(0, self.last_step - self.from_step)
+
+    def __str__(self) -> str:
+        text = (f"trial {self.trial_id}: continues from step {self.from_step} (last reported step {self.last_step}; "
+                f"{self.redone} reported step(s) redone)")
+        return f"{text}; {self.change}" if self.change else text
 
 
 def _index(name: str) -> int | None:
@@ -95,12 +116,18 @@ def _repair_trial(trial, fs) -> str | None:
     trial.invalidate_json_state()
     trial.run_metadata.invalidate_cache()
     was = latest.checkpoint.path.rsplit("/", 1)[-1] if latest is not None else "none"
-    return f"trial {trial.trial_id}: restores from {newest_path.rsplit('/', 1)[-1] if newest_path else 'the start'} " \
+    return f"restores from {newest_path.rsplit('/', 1)[-1] if newest_path else 'the start'} " \
            f"(the saved state named {was})"
 
 
-def repair_experiment(exp_path: str) -> list[str]:
-    """Rewrite the newest experiment state of exp_path so that a resume cannot miss a checkpoint; what changed."""
+def _step(result) -> int:
+    step = (result.metrics if result is not None else {}).get("step")
+    return int(step) if isinstance(step, (int, float)) else 0
+
+
+def repair_experiment(exp_path: str) -> list[TrialResume]:
+    """Rewrite the newest experiment state of exp_path so that a resume cannot miss a checkpoint; how each
+    unfinished trial will continue, and what changed."""
     import copy
 
     from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
@@ -112,7 +139,7 @@ def repair_experiment(exp_path: str) -> list[str]:
         return []
     with fs.open_input_stream(state_path) as f:
         doc = json.loads(f.read().decode())
-    changes = []
+    plan: list[TrialResume] = []
     for i, (trial_json, meta_json) in enumerate(doc.get("trial_data", [])):
         trial = Trial.from_json_state(trial_json, stub=True)
         trial.restore_run_metadata(meta_json)
@@ -124,13 +151,15 @@ def repair_experiment(exp_path: str) -> list[str]:
         storage.storage_fs_path, storage.experiment_dir_name = path.rstrip("/").rsplit("/", 1)
         trial.set_storage(storage)
         change = _repair_trial(trial, fs)
+        last = trial.last_result.get("step") if trial.last_result else 0
+        plan.append(TrialResume(trial.trial_id, int(last or 0),
+                                _step(trial.run_metadata.checkpoint_manager.latest_checkpoint_result), change))
         if change:
             trial.stub = False  # a stub (loaded without its trainable) would be saved as one and never run
             trial.invalidate_json_state()
             doc["trial_data"][i] = list(trial.get_json_state())
-            changes.append(change)
-    if changes:
+    if any(t.change for t in plan):
         with fs.open_output_stream(state_path + ".tmp") as f:  # then a rename: a kill here cannot corrupt it
             f.write(json.dumps(doc, indent=2).encode())
         fs.move(state_path + ".tmp", state_path)
-    return changes
+    return plan

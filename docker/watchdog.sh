@@ -1,14 +1,14 @@
 #!/bin/sh
-# Compose watchdog:  docker/watchdog.sh SERVICE   (docker-compose.yml runs it with /var/run/docker.sock mounted)
-# Restarts this compose project's SERVICE containers that died from SIGKILL without being asked to stop: `docker
-# kill`, the kernel's OOM killer. Docker 20.10 counts a `docker kill` as a manual stop, so no restart policy
+# Compose watchdog:  docker/watchdog.sh SERVICE...   (docker-compose.yml runs it with /var/run/docker.sock mounted)
+# Restarts this compose project's containers of these services that died from SIGKILL without being asked to stop:
+# `docker kill`, the kernel's OOM killer. Docker 20.10 counts a `docker kill` as a manual stop, so no restart policy
 # brings such a container back. A container that compose or `docker stop` stops got SIGTERM first: left alone.
 # It reads Docker's event stream; python because the image has it and no docker CLI.
 exec python - "$@" <<'PY'
 import http.client, json, socket, sys, time, urllib.parse
 
 SOCKET = "/var/run/docker.sock"
-service = sys.argv[1]
+services = sys.argv[1:]
 
 
 class Conn(http.client.HTTPConnection):
@@ -34,10 +34,11 @@ def say(text):
 
 _, me = call("GET", f"/containers/{socket.gethostname()}/json")
 project = me["Config"]["Labels"]["com.docker.compose.project"]
-labels = [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]
-query = urllib.parse.urlencode({"filters": json.dumps({"type": ["container"], "label": labels,
+# one label filter: this project; the service is checked per event (Docker ANDs label filters)
+query = urllib.parse.urlencode({"filters": json.dumps({"type": ["container"],
+                                                       "label": [f"com.docker.compose.project={project}"],
                                                        "event": ["kill", "die", "destroy"]})})
-say(f"restarting SIGKILLed {service} containers of project {project}")
+say(f"restarting SIGKILLed {', '.join(services)} containers of project {project}")
 stopping = {}  # container id -> when it got a polite signal (a stop): its death is wanted
 while True:
     c = Conn()
@@ -47,6 +48,8 @@ while True:
         event = json.loads(line)
         cid, action = event.get("id", ""), event.get("Action") or event.get("status")
         attrs = event.get("Actor", {}).get("Attributes", {})
+        if attrs.get("com.docker.compose.service") not in services:
+            continue
         if action == "kill" and attrs.get("signal") not in ("9", "SIGKILL", "KILL"):
             stopping[cid] = time.time()
         elif action == "die":

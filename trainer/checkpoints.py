@@ -11,10 +11,8 @@ from pathlib import Path
 
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
-from chorus.trainer.rundir import versions_text
+from chorus.trainer.rundir import STATE_FILE, versions_text
 from chorus.trainer.tfenv import tf
-
-STATE_FILE = "checkpoint"
 
 
 def make_checkpoint(gan, config_yaml: str) -> tf.train.Checkpoint:

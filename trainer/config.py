@@ -321,3 +321,12 @@ def config_from_dict(doc: dict[str, Any], values: dict[str, Any] | None = None, 
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def require_tf_config(strategy: str) -> None:
+    """multi_worker needs TF_CONFIG; checked before TensorFlow starts (and again by the strategy)."""
+    import os
+
+    if strategy == "multi_worker" and not os.environ.get("TF_CONFIG"):
+        raise InputError("train.strategy: multi_worker needs TF_CONFIG (the cluster's workers and this task's "
+                         "place), which is not set; use auto, default or mirrored on one machine")

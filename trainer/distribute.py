@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 
 from chorus.data.errors import InputError
+from chorus.trainer.config import require_tf_config
 from chorus.trainer.tfenv import tf
 
 
@@ -93,9 +94,7 @@ def choose_strategy(name: str) -> Distribution:
     # must configure collective ops before that.
     name = resolve_strategy_name(name, n_workers, len(tf.config.list_physical_devices("GPU")))
     if name == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise InputError("train.strategy: multi_worker needs TF_CONFIG (the cluster's workers and this task's "
-                             "place), which is not set; use auto, default or mirrored on one machine")
+        require_tf_config(name)
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         resolver = strategy.cluster_resolver
         has_chief = "chief" in resolver.cluster_spec().as_dict()

@@ -1,4 +1,6 @@
-"""Files of a run directory: config snapshot, versions, metrics.jsonl. Every write is temp file + rename."""
+"""Files of a run directory: config snapshot, versions, metrics.jsonl. Every write is temp file + rename.
+
+No TensorFlow here: the CLI checks a run dir with `require_run_dir` before TensorFlow is imported."""
 from __future__ import annotations
 
 import json
@@ -10,6 +12,20 @@ import yaml
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
 from chorus.data.versions import versions
+
+STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's state file, beside the checkpoint files
+
+
+def require_run_dir(path: str | Path) -> Path:
+    """A run dir (config.yaml + checkpoints/) or an exported checkpoint dir (config.yaml + checkpoint files) that
+    holds a saved checkpoint; InputError naming the folder otherwise."""
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise InputError(f"{path}: not a chorus run directory (expected config.yaml and checkpoints/)")
+    if not any((d / STATE_FILE).is_file() for d in (path / "checkpoints", path)):
+        raise InputError(f"{path}: not a chorus run or checkpoint directory "
+                         f"(expected checkpoints/{STATE_FILE} or {STATE_FILE} with a saved checkpoint)")
+    return path
 
 
 def versions_text() -> str:
