@@ -4,10 +4,11 @@
     best/                   the best trial's best checkpoint as a self-contained run dir (chorus generate --run)
     samples/                the best checkpoint's samples (MIDI, piano-roll PNG, WAV) and, as real-i.*, the real
                             holdout harmonizations of the same melodies, rendered the same way
-    curves/                 PNG metric curves: one per trial and one with every trial's metric, with two reference
-                            lines: real vs real (train windows against the holdout) and the untrained generator
+    curves/                 PNG metric curves: one per trial and one with every trial's metric, with the ladder's
+                            dashed lines: real vs real, the best trial, the weakest corruption, the untrained
+                            generator (trainer.ladder, each at the trials' n = eval.num_samples)
     report.html             all of the above on one static page with relative links and <audio> players (opens
-                            from the file system)
+                            from the file system), and the ladder as a table
 
 Reads the experiment through Tune's own state files (ExperimentAnalysis), so it works on a local path, a shared
 volume or s3://, during the search's driver or later (`chorus results pull`).
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from chorus.data.errors import InputError
+from chorus.trainer.ladder import REAL, UNTRAINED, WEAKEST, Ladder
 
 SEARCH_FILE = "chorus-search.json"  # the search snapshot written next to Tune's experiment state
 SHOWN_METRICS = ("d_loss", "g_loss", "samples_per_sec")
@@ -200,12 +202,13 @@ def _fmt(value: Any) -> str:
 
 
 def table(rows: list[TrialRow], metric: str, param_keys: list[str]) -> tuple[list[str], list[list[str]]]:
-    header = ["trial_id", "status", *param_keys, "step", metric, f"best_{metric}", "best_step", *SHOWN_METRICS,
-              "wall_s", "failures", "resumed_from_step"]
+    """One row per trial; n is the number of samples its evaluations scored (music_distance depends on it)."""
+    header = ["trial_id", "status", *param_keys, "step", metric, f"best_{metric}", "best_step", "n",
+              *SHOWN_METRICS, "wall_s", "failures", "resumed_from_step"]
     body = []
     for r in rows:
         body.append([r.trial_id, r.status, *(_fmt(r.params.get(k)) for k in param_keys), _fmt(r.step),
-                     _fmt(r.metric), _fmt(r.best_metric), _fmt(r.best_step),
+                     _fmt(r.metric), _fmt(r.best_metric), _fmt(r.best_step), _fmt(_int(r.last.get("music_distance_n"))),
                      *(_fmt(_num(r.last.get(k))) for k in SHOWN_METRICS), _fmt(r.wall_s), str(r.failures),
                      str(r.resumed_from_step)])
     return header, body
@@ -221,44 +224,39 @@ def write_tables(out: Path, header: list[str], body: list[list[str]]) -> None:
     (out / "trials.md").write_text("\n".join(lines) + "\n")
 
 
-def reference_values(cfg_path: Path, metric: str) -> dict[str, float]:
-    """The metric's two reference levels for a run's config: real vs real (train windows scored against the
-    holdout like a generator's samples) and the untrained generator. Empty (with a one-line warning) if the
-    dataset or TensorFlow is not available here."""
+def reference_ladder(cfg_path: Path, metric: str, best: TrialRow) -> Ladder | None:
+    """The best trial placed on the ladder of its config's data (trainer.ladder): real vs real, the weakest
+    calibration corruption and the untrained generator, each at the config's n = eval.num_samples. None (with a
+    one-line warning) for another metric, or if the dataset or TensorFlow is not available here."""
+    if metric != "music_distance":
+        print(f"warning: report without the ladder: it places music_distance, and the search ranks by {metric}",
+              file=sys.stderr, flush=True)
+        return None
     try:
-        import numpy as np
-
         from chorus.trainer.config import config_from_dict, read_yaml
-        from chorus.trainer.evaluation import evaluate
-        from chorus.trainer.model import build_generator, generate_batched, z_shape
+        from chorus.trainer.ladder import build_ladder
         from chorus.trainer.run import load_training_data
-        from chorus.trainer.tfenv import tf
 
         cfg = config_from_dict(read_yaml(cfg_path), source=f"{cfg_path}: ")
         data = load_training_data(cfg, verbose=False)
-        rng = np.random.default_rng(cfg.eval.seed)
-
-        def real(melody, z):  # (n, T, P, K) train windows in {-1, 1}, whatever the melody
-            idx = rng.choice(len(data.train), size=len(melody), replace=len(melody) > len(data.train))
-            return data.train[idx].astype(np.float32) * 2.0 - 1.0
-
-        tf.keras.utils.set_random_seed(cfg.train.seed)
-        generator = build_generator(cfg)
-        zs = z_shape(cfg)
-        refs = {"real vs real": evaluate(real, data.holdout, cfg, zs).flat().get(metric),
-                "untrained generator": evaluate(lambda m, z: generate_batched(generator, m, z), data.holdout, cfg,
-                                                zs).flat().get(metric)}
-        return {k: float(v) for k, v in refs.items() if _num(v) is not None}
-    except Exception as e:  # noqa: BLE001 - the report is still written, without the two lines
-        print(f"warning: report without reference lines: {' '.join(f'{type(e).__name__}: {e}'.split())[:200]}",
+        ladder = build_ladder(data.train, data.holdout, cfg)
+    except Exception as e:  # noqa: BLE001 - the report is still written, without the ladder
+        print(f"warning: report without the ladder: {' '.join(f'{type(e).__name__}: {e}'.split())[:200]}",
               file=sys.stderr, flush=True)
-        return {}
+        return None
+    if best.best_metric is None:
+        return ladder
+    n = _int(best.last.get("music_distance_n")) or cfg.eval.num_samples
+    return ladder.placed(_best_name(best), best.best_metric, n, f"at step {_fmt(best.best_step)}")
 
 
-def plot_curves(out: Path, rows: list[TrialRow], metric: str,
-                references: dict[str, float] | None = None) -> dict[str, str]:
-    """curves/<trial>.png (metric and losses over steps) and curves/all.png, with a dashed line per reference
-    value; returns trial id -> relative path."""
+def _best_name(best: TrialRow) -> str:
+    return f"best trial {best.trial_id}"
+
+
+def plot_curves(out: Path, rows: list[TrialRow], metric: str, ladder: Ladder | None = None) -> dict[str, str]:
+    """curves/<trial>.png (metric and losses over steps) and curves/all.png, with a labelled dashed line per rung of
+    the ladder (on a log scale: the rungs span 30x); returns trial id -> relative path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -277,7 +275,7 @@ def plot_curves(out: Path, rows: list[TrialRow], metric: str,
         if m:
             ax_m.plot(*zip(*m, strict=True), marker="o", ms=3)
             ax_all.plot(*zip(*m, strict=True), marker="o", ms=3, label=r.trial_id)
-        _reference_lines(ax_m, references)
+        _reference_lines(ax_m, ladder)
         ax_m.set(title=f"{r.trial_id}: {metric}", xlabel="step")
         for key in ("d_loss", "g_loss"):
             vals = [(c["step"], _num(c.get(key))) for c in pts if _num(c.get(key)) is not None]
@@ -289,9 +287,10 @@ def plot_curves(out: Path, rows: list[TrialRow], metric: str,
         fig.savefig(curves / f"{r.trial_id}.png", dpi=80)
         plt.close(fig)
         paths[r.trial_id] = f"curves/{r.trial_id}.png"
-    _reference_lines(ax_all, references)
-    ax_all.set(title=f"{metric} of every trial", xlabel="step", ylabel=metric)
-    if paths or references:
+    _reference_lines(ax_all, ladder)
+    n = f" (n={ladder.rungs[0].n})" if ladder else ""
+    ax_all.set(title=f"{metric}{n} of every trial", xlabel="step", ylabel=metric)
+    if paths or ladder:
         ax_all.legend(fontsize=7)
     fig_all.tight_layout()
     fig_all.savefig(curves / "all.png", dpi=80)
@@ -299,11 +298,23 @@ def plot_curves(out: Path, rows: list[TrialRow], metric: str,
     return paths
 
 
-def _reference_lines(ax, references: dict[str, float] | None) -> None:
-    for (name, value), color in zip((references or {}).items(), ("tab:green", "tab:red"), strict=False):
-        ax.axhline(value, color=color, linestyle="--", linewidth=1, label=f"{name} ({value:.3g})")
-    if references:
-        ax.legend(fontsize=7)
+LADDER_STYLE = {REAL: "tab:green", WEAKEST: "tab:orange", UNTRAINED: "tab:red"}  # other rungs: the model, in black
+
+
+def _reference_lines(ax, ladder: Ladder | None) -> None:
+    if not ladder:
+        return
+    for r in ladder.rungs:
+        ax.axhline(r.value, color=LADDER_STYLE.get(r.name, "black"), linestyle="--" if r.name in LADDER_STYLE else ":",
+                   linewidth=1, label=f"{r.name} ({r.value:.3g}, n={r.n})")
+    if all(r.value > 0 for r in ladder.rungs):
+        from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=7)
 
 
 def copy_best(out: Path, best: TrialRow) -> list[Path]:
@@ -324,7 +335,7 @@ def copy_best(out: Path, best: TrialRow) -> list[Path]:
 
 def write_html(out: Path, *, experiment: str, metric: str, mode: str, header: list[str], body: list[list[str]],
                curves: dict[str, str], best: TrialRow | None, samples: list[Path],
-               references: dict[str, float] | None = None) -> None:
+               ladder: Ladder | None = None) -> None:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>chorus search: {e(experiment)}</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
@@ -339,6 +350,8 @@ def write_html(out: Path, *, experiment: str, metric: str, mode: str, header: li
         parts.append(f"<h2>Best trial: {e(best.trial_id)}</h2><p>{e(metric)} {_fmt(best.best_metric)} at step "
                      f"{_fmt(best.best_step)}; " + ", ".join(f"{e(k)}={e(_fmt(v))}" for k, v in best.params.items())
                      + "</p>")
+    if ladder:
+        parts.append(_ladder_table(ladder, _best_name(best) if best is not None else None))
     parts.append("<h2>Trials</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
     for row in body:
         cls = " class='best'" if best is not None and row[0] == best.trial_id else ""
@@ -346,9 +359,8 @@ def write_html(out: Path, *, experiment: str, metric: str, mode: str, header: li
     parts.append("</table>")
     if curves:
         parts.append("<h2>Metric curves</h2>")
-        if references:
-            parts.append("<p>Dashed reference lines: " + "; ".join(f"{e(k)} {_fmt(v)}" for k, v in references.items())
-                         + ".</p>")
+        if ladder:
+            parts.append("<p>Dashed lines: the ladder above.</p>")
         parts.append("<img src='curves/all.png' alt='metric of every trial'><br>")
         parts += [f"<figure><img src='{e(p)}' alt='{e(t)}'><figcaption>{e(t)}</figcaption></figure>"
                   for t, p in curves.items()]
@@ -365,6 +377,17 @@ def write_html(out: Path, *, experiment: str, metric: str, mode: str, header: li
         parts.append("</table>")
     parts.append("</body></html>")
     (out / "report.html").write_text("\n".join(parts) + "\n")
+
+
+def _ladder_table(ladder: Ladder, mark: str | None) -> str:
+    """The ladder as an HTML table, lowest first; the best trial's row highlighted."""
+    e = html.escape
+    rows = "".join(f"<tr{' class=best' if r.name == mark else ''}><td style='text-align:left'>{e(r.name)}</td>"
+                   f"<td>{r.value:.3f}</td><td>{r.n}</td><td style='text-align:left'>{e(r.detail)}</td></tr>"
+                   for r in ladder.rungs)
+    return (f"<h3>Ladder: music_distance (version {ladder.version}) of references at the same n, against the same "
+            "holdout</h3><table><tr><th>rung</th><th>music_distance</th><th>n</th><th>what</th></tr>"
+            f"{rows}</table>")
 
 
 def _sample_cell(png: Path, samples: list[Path], caption: str) -> str:
@@ -407,10 +430,10 @@ def collect(experiment_path: str, dest: str, *, metric: str | None = None, mode:
         write_tables(out, header, body)
         best = best_trial(rows, mode)
         samples = copy_best(out, best) if best is not None else []
-        refs = reference_values(out / "best" / "config.yaml", metric) if best is not None else {}
-        curves = plot_curves(out, rows, metric, refs)
+        ladder = reference_ladder(out / "best" / "config.yaml", metric, best) if best is not None else None
+        curves = plot_curves(out, rows, metric, ladder)
         write_html(out, experiment=experiment, metric=metric, mode=mode, header=header, body=body,
-                   curves=curves, best=best, samples=samples, references=refs)
+                   curves=curves, best=best, samples=samples, ladder=ladder)
         if snapshot is not None:
             (out / "search.json").write_text(json.dumps(snapshot, indent=2) + "\n")
         if remote:

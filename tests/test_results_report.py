@@ -1,5 +1,6 @@
 """cluster.results' report without Ray: the best samples with WAVs beside the real harmonizations, <audio>
-players, and the metric curves' two reference lines (the full search is tests/test_cluster_search.py)."""
+players, and the ladder (table and dashed lines), every value with its n (the full search is
+tests/test_cluster_search.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from tests_support import TINY
 
-from chorus.cluster.results import TrialRow, copy_best, plot_curves, reference_values, write_html
+from chorus.cluster.results import TrialRow, copy_best, plot_curves, reference_ladder, table, write_html
 from chorus.data.audio import read_wav
 from chorus.trainer.config import dump_config, load_config
+from chorus.trainer.ladder import REAL, UNTRAINED, WEAKEST
 from chorus.trainer.samples import real_harmonizations, write_samples
 
 
@@ -34,29 +36,37 @@ def _windows(n: int, rng) -> np.ndarray:
     return x
 
 
-def test_report_plays_each_best_sample_beside_its_real_harmonization(tmp_path):
+def test_report_plays_each_best_sample_beside_its_real_harmonization(tmp_path, data_cache):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "rolls.npz", x=_windows(24, rng))
-    cfg = load_config(TINY, [f"data.cache_dir={tmp_path / 'cache'}", "data.source=npy",
-                             f"data.path={tmp_path / 'rolls.npz'}", "sample.audio=numpy"])
+    # the tiny preset's chorales, 30 % held out (~65 holdout windows), scored at n = 32
+    cfg = load_config(TINY, [f"data.cache_dir={data_cache}", "data.holdout_fraction=0.3", "eval.num_samples=32",
+                             "sample.audio=numpy"])
     holdout = _windows(5, rng)
     melody = holdout[:2, ..., :1].astype(np.float32) * 2 - 1
     run = tmp_path / "ckpt"
     (run / "samples" / "step-000006").mkdir(parents=True)
     (run / "config.yaml").write_text(dump_config(cfg))
     write_samples(_windows(2, rng), run / "samples" / "step-000006", cfg, real=real_harmonizations(holdout, melody))
-    curve = [{"step": s, "music_distance": 3.0 - 0.1 * s, "d_loss": -1.0, "g_loss": 1.0} for s in (3, 6)]
-    best = TrialRow("t0", "TERMINATED", {}, 6, 2.4, 2.4, 6, 1.0, 0, 0, curve=curve,
+    curve = [{"step": s, "music_distance": 1.5 - 0.05 * s, "d_loss": -1.0, "g_loss": 1.0} for s in (3, 6)]
+    best = TrialRow("t0", "TERMINATED", {}, 6, 1.2, 1.2, 6, 1.0, 0, 0, last={"music_distance_n": 32}, curve=curve,
                     best_checkpoint=_Checkpoint(run))
 
     out = tmp_path / "results"
     out.mkdir()
     samples = copy_best(out, best)
-    refs = reference_values(out / "best" / "config.yaml", "music_distance")
-    assert set(refs) == {"real vs real", "untrained generator"} and all(np.isfinite(list(refs.values())))
-    curves = plot_curves(out, [best], "music_distance", refs)
-    write_html(out, experiment="x", metric="music_distance", mode="min", header=["trial_id"], body=[["t0"]],
-               curves=curves, best=best, samples=samples, references=refs)
+    ladder = reference_ladder(out / "best" / "config.yaml", "music_distance", best)
+    # real vs real is real music: far below every corruption (the old reference, real lower voices under the
+    # holdout's melodies, scored as high as the mismatched-melody corruption), and the untrained generator on top
+    names = [r.name for r in ladder.rungs]
+    assert names == [REAL, "best trial t0", WEAKEST, UNTRAINED], names
+    values = {r.name: r.value for r in ladder.rungs}
+    assert values[REAL] * 3 < values[WEAKEST] < values[UNTRAINED] and values["best trial t0"] == 1.2
+    assert {r.n for r in ladder.rungs} == {32}
+    curves = plot_curves(out, [best], "music_distance", ladder)
+    header, body = table([best], "music_distance", [])
+    assert body[0][header.index("n")] == "32"
+    write_html(out, experiment="x", metric="music_distance", mode="min", header=header, body=body,
+               curves=curves, best=best, samples=samples, ladder=ladder)
 
     page = (out / "report.html").read_text()
     for name in ("sample-0", "sample-1", "real-0", "real-1"):
@@ -66,4 +76,7 @@ def test_report_plays_each_best_sample_beside_its_real_harmonization(tmp_path):
         assert np.abs(audio).max() > 0.5  # normalised, not silent
     # each generated sample sits in one row with the real harmonization of its melody
     assert page.index("sample-0.wav") < page.index("real-0.wav") < page.index("sample-1.wav")
-    assert "real vs real" in page and "untrained generator" in page
+    ladder_html = page[page.index("<h3>Ladder"):page.index("<h2>Trials")]
+    for r in ladder.rungs:
+        assert f"{r.name}</td><td>{r.value:.3f}</td><td>32</td>" in ladder_html
+    assert "<th>n</th>" in page
