@@ -101,6 +101,45 @@ def test_generate_from_holdout_and_from_a_melody(trained_run, tmp_path):
         assert soprano == [72, 74, 76, 77, 79, 77, 76]
 
 
+TWINKLE = [(60, 0, 4), (60, 4, 8), (67, 8, 12), (67, 12, 16), (69, 16, 20), (69, 20, 24), (67, 24, 28)]
+
+
+def test_generate_keeps_the_twinkle_tune_note_for_note(trained_run, tmp_path):
+    """The lab's tune, C4 C4 G4 G4 A4 A4 G4 in quarter notes (and with a half-note last G): track 0 of every file
+    `generate` writes holds those 7 notes, the repeated ones as two notes each, as pretty_midi and mido read them."""
+    import mido
+    import pretty_midi
+
+    for name, tune in (("quarters", TWINKLE), ("half_note_end", TWINKLE[:6] + [(67, 24, 32)])):
+        pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)  # a sixteenth step = 0.125 s
+        inst = pretty_midi.Instrument(0)
+        inst.notes += [pretty_midi.Note(100, p, 0.5 + a * 0.125, 0.5 + b * 0.125) for p, a, b in tune]  # 1 beat rest
+        pm.instruments.append(inst)
+        pm.write(str(tmp_path / f"{name}.mid"))
+        out = tmp_path / name
+        run_chorus("generate", "--run", str(trained_run), "--melody", str(tmp_path / f"{name}.mid"), "--num", "3",
+                   "--out", str(out), check=True)
+        mids = sorted(out.glob("generated-*.mid"))
+        assert len(mids) == 3 and sorted(p.name for p in out.iterdir()) == sorted(
+            f"{m.stem}{ext}" for m in mids for ext in (".mid", ".png", ".wav")), name
+        assert all(m.with_suffix(".png").stat().st_size > 0 and m.with_suffix(".wav").stat().st_size > 44
+                   for m in mids)
+        for mid in mids:
+            read = pretty_midi.PrettyMIDI(str(mid))
+            step_s = 60.0 / read.get_tempo_changes()[1][0] / 4
+            soprano = sorted(read.instruments[0].notes, key=lambda n: n.start)
+            assert [(n.pitch, round(n.start / step_s), round(n.end / step_s)) for n in soprano] == tune, mid.name
+            raw = mido.MidiFile(str(mid))  # the same notes in raw ticks, on the step grid exactly
+            per_step, now, notes = raw.ticks_per_beat // 4, 0, []
+            for msg in raw.tracks[1]:
+                now += msg.time
+                if msg.type == "note_on" and msg.velocity > 0:
+                    notes.append([msg.note, now / per_step, None])
+                elif msg.type in ("note_on", "note_off"):
+                    notes[-1][2] = now / per_step
+            assert [tuple(n) for n in notes] == tune, mid.name
+
+
 def test_evaluate_prints_table_and_writes_json(trained_run, tmp_path):
     proc = run_chorus("evaluate", "--run", str(trained_run), "--json", str(tmp_path / "e.json"), check=True)
     assert "soprano" in proc.stdout and "bass" in proc.stdout

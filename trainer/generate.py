@@ -9,7 +9,7 @@ import numpy as np
 
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
-from chorus.data.midi_io import read_melody
+from chorus.data.midi_io import melody_notes, notes_roll
 from chorus.trainer.checkpoints import require_checkpoint
 from chorus.trainer.config import Config, config_from_dict, read_yaml
 from chorus.trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
@@ -53,14 +53,19 @@ def holdout_windows(cfg: Config) -> np.ndarray:
 def generate_from_run(run_dir: str | Path, *, melody: str | Path | None = None, num: int = 4,
                       out: str | Path | None = None, seed: int = 0) -> list[Path]:
     """num 4-track MIDI files (+ PNGs and WAVs) conditioned on a melody MIDI file, or on holdout melodies if none
-    (then with the real harmonizations of those melodies beside them, as real-i.*)."""
+    (then with the real harmonizations of those melodies beside them, as real-i.*).
+
+    Track 0 of every file is the given melody note for note (repeated notes stay separate notes), while the
+    generator sees its binary roll, as in training."""
     if num < 1:
         raise InputError(f"--num: expected a positive number of samples, got {num}")
     run = load_run(run_dir)
     cfg = run.cfg
     zs = z_shape(cfg)
+    onsets = None
     if melody is not None:
-        roll = read_melody(melody, steps=cfg.data.steps, steps_per_beat=cfg.data.steps_per_beat)  # (T, 128)
+        notes = melody_notes(melody, steps=cfg.data.steps, steps_per_beat=cfg.data.steps_per_beat)
+        roll, onset = notes_roll(notes, cfg.data.steps)  # (T, 128) each
         m = np.repeat(roll[None, :, :, None].astype(np.float32) * 2.0 - 1.0, num, axis=0)
         z = truncated_normal(np.random.default_rng(seed), (num, *zs))  # fresh noise: num different harmonisations
     else:
@@ -69,9 +74,12 @@ def generate_from_run(run_dir: str | Path, *, melody: str | Path | None = None, 
         real = real_harmonizations(holdout, m)  # holdout melodies: their real harmonizations go beside
     rolls = binarize(run.generate(m, z), cfg.sample.threshold)
     rolls[..., 0] = m[..., 0] > 0  # the melody track is the given melody, as in the lab's inference
+    if melody is not None:  # with its note boundaries, which the roll alone loses on a repeated note
+        onsets = np.zeros(rolls.shape, dtype=bool)  # (num, T, P, K)
+        onsets[..., 0] = onset
     out = Path(out) if out else Path(run_dir) / "generated"
     return write_samples(rolls, out, cfg, prefix=f"generated-step{run.step}", title=f"step {run.step}",
-                         real=real if melody is None else None)
+                         real=real if melody is None else None, onsets=onsets)
 
 
 def evaluate_run(run_dir: str | Path, json_path: str | Path | None = None) -> tuple[Evaluation, Path, int]:

@@ -13,30 +13,36 @@ from chorus.trainer.config import Config
 
 def write_samples(rolls: np.ndarray, out_dir: str | Path, cfg: Config, *, prefix: str = "sample",
                   title: str | None = None, real: np.ndarray | None = None, tensorboard=None,
-                  step: int | None = None) -> list[Path]:
+                  step: int | None = None, onsets: np.ndarray | None = None) -> list[Path]:
     """rolls: bool (N, T, P, K). Writes PREFIX-i.mid, .png and .wav for each; returns the MIDI paths.
+
+    ``onsets`` (N, T, P, K), or None: note starts inside held runs (a user's repeated melody notes), so the MIDI
+    file, and the PNG and WAV made from the same notes, keep them as separate notes (data.midi_io.write_midi).
 
     ``real`` (N, T, P, K): the real harmonizations of the same melodies, written beside them as real-i.* so
     that a listener can compare. ``tensorboard``: a tf.summary writer that also gets the WAVs as audio at
     ``step``. A WAV that cannot be rendered is a one-line warning (cfg.sample.audio none: no WAVs).
     """
-    paths = _write(rolls, Path(out_dir), cfg, prefix, title)
-    real_paths = _write(real, Path(out_dir), cfg, "real", "holdout (real)") if real is not None else []
+    paths = _write(rolls, Path(out_dir), cfg, prefix, title, onsets)
+    real_paths = _write(real, Path(out_dir), cfg, "real", "holdout (real)", None) if real is not None else []
     if tensorboard is not None and cfg.sample.audio != "none":
         _log_audio(tensorboard, step, cfg.sample.sample_rate, {"samples/generated": paths, "samples/real": real_paths})
     return paths
 
 
-def _write(rolls: np.ndarray, out_dir: Path, cfg: Config, prefix: str, title: str | None) -> list[Path]:
+def _write(rolls: np.ndarray, out_dir: Path, cfg: Config, prefix: str, title: str | None,
+           onsets: np.ndarray | None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, roll in enumerate(rolls):
         mid = out_dir / f"{prefix}-{i}.mid"
+        onset = None if onsets is None else onsets[i]  # (T, P, K)
         write_midi(roll, mid, steps_per_beat=cfg.data.steps_per_beat, tempo=cfg.sample.tempo,
-                   programs=cfg.sample.programs, track_names=cfg.sample.track_names)
+                   programs=cfg.sample.programs, track_names=cfg.sample.track_names, onsets=onset)
         save_pianoroll_png(roll, out_dir / f"{prefix}-{i}.png", track_names=cfg.sample.track_names,
                            steps_per_beat=cfg.data.steps_per_beat, steps_per_bar=cfg.data.steps_per_bar,
-                           title=f"{title} #{i}" if title else None)
+                           title=f"{title} #{i}" if title else None, onsets=onset)
+        # the WAV is rendered from the MIDI file, so it plays the same notes
         try_render(mid, mid.with_suffix(".wav"), mode=cfg.sample.audio, sample_rate=cfg.sample.sample_rate)
         paths.append(mid)
     return paths
