@@ -331,3 +331,11 @@ def test_save_pianoroll_png(tmp_path):
     silent = save_pianoroll_png(np.zeros((32, 128, 2), bool), tmp_path / "silent.png", track_names=["x", "y"],
                                 steps_per_beat=4, steps_per_bar=16)
     assert silent.stat().st_size > 0
+    held = np.zeros((32, 128, 1), bool)
+    held[0:8, 60, 0] = True
+    onsets = np.zeros_like(held)
+    onsets[[0, 4], 60, 0] = True  # two notes of one pitch: a line splits the bar
+    one = save_pianoroll_png(held, tmp_path / "one.png", track_names=["m"], steps_per_beat=4, steps_per_bar=16)
+    two = save_pianoroll_png(held, tmp_path / "two.png", track_names=["m"], steps_per_beat=4, steps_per_bar=16,
+                             onsets=onsets)
+    assert one.read_bytes() != two.read_bytes()
