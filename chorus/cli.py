@@ -49,14 +49,38 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from chorus.trainer.generate import evaluate_run
+    def print_scored(result, ladder, name: str) -> None:
+        print(result.table())
+        print(f"music_distance: {result.music_distance:.4f}  (n={result.n}, version {result.version}; 0 = "
+              "indistinguishable from the holdout by these features)")
+        print(ladder.table(mark=name))
 
-    result, json_path, step = evaluate_run(args.run, args.json)
-    print(f"{args.run} at step {step}: generated samples vs holdout data")
-    print(result.table())
-    print(f"music_distance: {result.music_distance:.4f}  (version {result.version}; 0 = indistinguishable from the "
-          "holdout by these features, about 0.2 for real windows of other pieces)")
-    print(f"written: {json_path}")
+    if args.run:
+        if args.config or args.overrides or args.order_by_pitch:
+            raise InputError("--config, --set and --order-by-pitch go with --midi or --npz (a run is scored with "
+                             "its own config)")
+        from chorus.trainer.rundir import require_run_dir
+
+        require_run_dir(args.run)  # a wrong folder costs one line, before TensorFlow starts
+        from chorus.trainer.generate import evaluate_run
+
+        result, json_path, step, ladder = evaluate_run(args.run, args.json)
+        print(f"{args.run} at step {step}: generated samples vs holdout data")
+        print_scored(result, ladder, f"this run (step {step})")
+        print(f"written: {json_path}")
+        return 0
+    from chorus.trainer.config import load_config
+    from chorus.trainer.ladder import MusicEvaluation, evaluate_music, read_music
+
+    cfg = load_config(args.config, args.overrides)
+    music = read_music(args.midi or args.npz, cfg, kind="midi" if args.midi else "npz",
+                       order_by_pitch=args.order_by_pitch)  # every file checked here, before TensorFlow loads
+    out = evaluate_music(music, cfg, order_by_pitch=args.order_by_pitch, json_path=args.json)
+    print(f"{music.describe()}: vs the holdout of data.source {cfg.data.source}")
+    print(out.voices_line())
+    print_scored(out.evaluation, out.ladder, MusicEvaluation.NAME)
+    if args.json:
+        print(f"written: {args.json}")
     return 0
 
 
@@ -104,11 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the noise (and holdout melodies)")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("evaluate", help="music metrics of generated samples vs the holdout set",
-                       description="Print per-track music metrics of generated samples beside the holdout data's, "
-                                   "and music_distance; write them as JSON.")
-    p.add_argument("--run", required=True, metavar="DIR")
-    p.add_argument("--json", metavar="FILE", help="where to write the JSON (default RUN/evaluation.json)")
+    p = sub.add_parser("evaluate", help="music_distance of a run, or of any 4-part music, vs the holdout set",
+                       description="Score a trained run's samples (--run), a folder of 4-part MIDI files (--midi) or "
+                                   "an array of rolls (--npz) against the holdout set, as training evaluates: per-"
+                                   "track music metrics beside the holdout's, and music_distance with its groups at "
+                                   "n = eval.num_samples, beside a ladder of references at the same n (real vs "
+                                   "real, the weakest corruption, the untrained generator).")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", metavar="DIR", help="a run directory (or an exported checkpoint dir)")
+    what.add_argument("--midi", metavar="DIR", help="a folder of MIDI files, each with 4 non-empty tracks: the "
+                                                    "voices top to bottom (soprano first)")
+    what.add_argument("--npz", metavar="FILE", help="an .npz/.npy array of rolls (N, T >= 32, 128, 4), values "
+                                                    "{-1, 1}, {0, 1} or bool")
+    p.add_argument("--order-by-pitch", action="store_true",
+                   help="with --midi/--npz: sort each file's tracks by mean pitch (highest = soprano)")
+    _config_args(p)  # with --midi/--npz: the data whose holdout (and eval settings) score the music
+    p.add_argument("--json", metavar="FILE", help="where to write the JSON (default RUN/evaluation.json with --run; "
+                                                  "none otherwise)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("data", help="build or describe a dataset", description="Build or describe datasets.")

@@ -13,6 +13,7 @@ from chorus.data.midi_io import melody_notes, notes_roll
 from chorus.trainer.checkpoints import require_checkpoint
 from chorus.trainer.config import Config, config_from_dict, read_yaml
 from chorus.trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
+from chorus.trainer.ladder import Ladder, build_ladder
 from chorus.trainer.model import build_generator, generate_batched, z_shape
 from chorus.trainer.samples import real_harmonizations, write_samples
 from chorus.trainer.tfenv import tf
@@ -82,10 +83,18 @@ def generate_from_run(run_dir: str | Path, *, melody: str | Path | None = None, 
                          real=real if melody is None else None, onsets=onsets)
 
 
-def evaluate_run(run_dir: str | Path, json_path: str | Path | None = None) -> tuple[Evaluation, Path, int]:
+def evaluate_run(run_dir: str | Path, json_path: str | Path | None = None) -> tuple[Evaluation, Path, int, Ladder]:
+    """The run's latest checkpoint against its holdout at n = eval.num_samples, placed on the ladder of its data
+    (trainer.ladder); both go to the JSON (default RUN/evaluation.json)."""
+    from chorus.trainer.run import load_training_data
+
     run = load_run(run_dir)
-    result = evaluate(run.generate, holdout_windows(run.cfg), run.cfg, z_shape(run.cfg))
+    data = load_training_data(run.cfg, verbose=True)
+    result = evaluate(run.generate, data.holdout, run.cfg, z_shape(run.cfg))
+    ladder = build_ladder(data.train, data.holdout, run.cfg).placed(f"this run (step {run.step})",
+                                                                    result.music_distance, result.n)
     json_path = Path(json_path) if json_path else Path(run_dir) / "evaluation.json"
-    doc = {"run": str(run_dir), "step": run.step, "checkpoint": run.checkpoint, **result.to_json()}
+    doc = {"run": str(run_dir), "step": run.step, "checkpoint": run.checkpoint, **result.to_json(),
+           "ladder": ladder.to_json()}
     write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
-    return result, json_path, run.step
+    return result, json_path, run.step, ladder

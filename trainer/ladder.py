@@ -147,6 +147,10 @@ def evaluate_music(music: MusicWindows, cfg: Config, *, order_by_pitch: bool = F
     """Score music's windows against the config's holdout as `chorus evaluate --run` scores a model: n =
     eval.num_samples windows drawn by the evaluation's rule, the same metrics and groups, placed on the ladder
     (written to json_path if given)."""
+    if cfg.data.source != "dataset":
+        from chorus.data.sources import source_identity
+
+        source_identity(cfg.data)  # a missing data.path costs one line, before TensorFlow starts
     from chorus.trainer.run import load_training_data  # imports TensorFlow, as the untrained rung does
 
     data = load_training_data(cfg, verbose=True)
@@ -155,7 +159,7 @@ def evaluate_music(music: MusicWindows, cfg: Config, *, order_by_pitch: bool = F
     result = score(draw_windows(music.windows, n, cfg.eval.seed), data.holdout, cfg, ref_features=ref)
     ladder = build_ladder(data.train, data.holdout, cfg, untrained=untrained, ref_features=ref)
     with_replacement = len(music.windows) < n
-    detail = f"{len(music.windows)} windows, " + ("drawn with replacement" if with_replacement else "drawn without")
+    detail = f"{len(music.windows)} windows, drawn with{'' if with_replacement else 'out'} replacement"
     out = MusicEvaluation(result, music, ladder.placed(MusicEvaluation.NAME, result.music_distance, n, detail),
                           order_by_pitch, with_replacement)
     if json_path:
