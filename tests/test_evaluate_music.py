@@ -94,6 +94,8 @@ def test_real_chorales_from_music21_score_like_real_vs_real(setting, tmp_path):
     value = out.evaluation.music_distance
     assert out.evaluation.n == N and len(out.music.windows) >= N
     assert 0.5 <= value / real <= 2.0, (value, real)
+    same_size = out.ladder.get("real, 5 pieces")  # what five real train pieces score: near this folder
+    assert same_size.n == N and 0.5 <= value / same_size.value <= 2.0, (value, same_size)
     assert set(out.evaluation.groups) == {"texture", "register", "rhythm", "melody", "key", "order", "harmony"}
 
 
@@ -109,7 +111,8 @@ def test_evaluate_midi_prints_the_value_beside_the_ladder(setting, scrambled, tm
     doc = json.loads((tmp_path / "e.json").read_text())
     assert doc["n"] == N and doc["order_by_pitch"] and doc["with_replacement"]  # 9 windows, drawn 32 times
     rungs = {r["name"]: r for r in doc["ladder"]}
-    assert set(rungs) == {"real vs real", "weakest corruption", "untrained generator", MusicEvaluation.NAME}
+    assert set(rungs) == {"real vs real", "real, 9 pieces", "weakest corruption", "untrained generator",
+                          MusicEvaluation.NAME}
     assert {r["n"] for r in rungs.values()} == {N}
     printed = float(out.split("music_distance: ")[1].split()[0])
     assert printed == pytest.approx(doc["music_distance"], abs=1e-4)
