@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import re
 import sys
+import threading
 
 from chorus.data.errors import InputError
 
@@ -17,10 +20,11 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from chorus.trainer.config import load_config
+    from chorus.trainer.config import load_config, require_tf_config
 
     overrides = list(args.overrides) + ([f"run.dir={args.run_dir}"] if args.run_dir else [])
     cfg = load_config(args.config, overrides)
+    require_tf_config(cfg.train.strategy)
     if args.dry_run:
         from chorus.trainer.dryrun import dry_run
 
@@ -40,6 +44,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    # bad input costs one line, before TensorFlow starts: the run dir, then the melody against the run's settings
+    from chorus.data.midi_io import read_melody
+    from chorus.trainer.config import config_from_dict, read_yaml
+    from chorus.trainer.rundir import require_run_dir
+
+    if args.num < 1:
+        raise InputError(f"--num: expected a positive number of samples, got {args.num}")
+    run = require_run_dir(args.run)
+    if args.melody is not None:
+        data = config_from_dict(read_yaml(run / "config.yaml"), source=f"{run / 'config.yaml'}: ").data
+        read_melody(args.melody, steps=data.steps, steps_per_beat=data.steps_per_beat)
     from chorus.trainer.generate import generate_from_run
 
     paths = generate_from_run(args.run, melody=args.melody, num=args.num, out=args.out, seed=args.seed)
@@ -107,6 +122,8 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chorus", description="Train, search and use a melody-conditioned piano-roll GAN (WGAN-GP).")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow's native start-up logs (also CHORUS_VERBOSE=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("train", help="train one run (resumes if the run dir has a checkpoint)",
@@ -168,10 +185,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# TensorFlow's native start-up lines (absl's pre-InitializeLog warning, "Could not find cuda drivers", cuInit,
+# oneDNN, CPU instruction notes): TF_CPP_MIN_LOG_LEVEL does not reach the ones logged before absl starts.
+_NATIVE_LOG = re.compile(rb"WARNING: All log messages before absl::InitializeLog"
+                         rb"|[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"  # absl: I0000 00:00:1796.. 16509 file.cc:31]
+                         rb"|\d{4}-\d\d-\d\d [\d:.]+: [IWEF] [\w/.]+:\d+\]"  # TF: 2026-12-04 16:00:00.1: I f.cc:1]
+                         rb"|oneDNN custom operations|To enable the following instructions")
+_NATIVE_STARTS = (b"WARNING: All", b"I0", b"W0", b"E0", b"F0", b"20", b"oneDNN", b"To enable")
+
+
+def filter_native_logs() -> None:
+    """Drop TensorFlow's native log lines from this process's stderr (fd 2; Python's own writes pass through)."""
+    read_end, write_end = os.pipe()
+    real = os.dup(2)
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        pending = b""
+        while chunk := os.read(read_end, 65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if not _NATIVE_LOG.match(line):
+                    os.write(real, line + b"\n")
+            # a partial line that cannot start a native log line goes out now (prompts, progress without newline)
+            if pending and not any(pending.startswith(p) or p.startswith(pending) for p in _NATIVE_STARTS):
+                os.write(real, pending)
+                pending = b""
+        if pending:
+            os.write(real, pending)
+
+    thread = threading.Thread(target=pump, name="native-log-filter", daemon=True)
+    thread.start()
+
+    def restore() -> None:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # the pipe's last write end closes: the pump drains and stops
+        thread.join(timeout=5)
+
+    atexit.register(restore)
+
+
+# the subcommands that import TensorFlow in this process
+_TF_COMMANDS = ("train", "generate", "evaluate", "data")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ logs (cuInit on CPU hosts) are noise here
     args = build_parser().parse_args(argv)
+    verbose = args.verbose or os.environ.get("CHORUS_VERBOSE", "") not in ("", "0")
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ logs (cuInit on CPU hosts) are noise here
+        if args.command in _TF_COMMANDS:
+            filter_native_logs()
     try:
         return args.func(args)
     except InputError as exc:

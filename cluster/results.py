@@ -423,8 +423,9 @@ def collect(experiment_path: str, dest: str, *, metric: str | None = None, mode:
     keys = param_keys if param_keys is not None else sorted({k for r in rows for k in r.params})
 
     remote = "://" in dest
-    out = Path(tempfile.mkdtemp(prefix="chorus-results-")) if remote else Path(dest)
-    out.mkdir(parents=True, exist_ok=True)
+    # written whole into a temporary folder, then moved in place: a kill mid-export leaves the old results or
+    # none, never half of them (the next export clears the leftovers)
+    out = Path(tempfile.mkdtemp(prefix="chorus-results-")) if remote else _staging_dir(Path(dest))
     try:
         header, body = table(rows, metric, keys)
         write_tables(out, header, body)
@@ -438,10 +439,47 @@ def collect(experiment_path: str, dest: str, *, metric: str | None = None, mode:
             (out / "search.json").write_text(json.dumps(snapshot, indent=2) + "\n")
         if remote:
             copy_tree(str(out), dest)
+        else:
+            _swap_in(out, Path(dest))
     finally:
-        if remote:
-            shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
     return dest
+
+
+def _staging_dir(dest: Path) -> Path:
+    """An empty folder beside dest, with the permissions the user's umask gives (mkdtemp's are 0700)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.*-partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix="-partial", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    out.chmod(0o777 & ~umask)
+    return out
+
+
+def _swap_in(staged: Path, dest: Path) -> None:
+    """Put staged where dest is: the old folder moves aside, the new one in, then the old one goes."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix="-partial", dir=dest.parent))
+        os.replace(dest, old / dest.name)
+    os.replace(staged, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def point_latest(results_dir: str, experiment: str) -> None:
+    """<results_dir>/latest names the newest experiment: a relative symlink (a text file on a URI), replaced
+    atomically."""
+    if "://" in results_dir:
+        write_text(join(results_dir, "latest"), experiment + "\n")
+        return
+    link = Path(results_dir) / "latest"
+    tmp = link.with_name(f".latest.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(experiment)
+    os.replace(tmp, link)
 
 
 def pull(src: str, dest: str) -> str:

@@ -193,7 +193,7 @@ def reported_metrics(cfg: Config) -> set[str]:
     from chorus.data import metrics, objective
 
     names = {*ALWAYS_REPORTED, *TUNE_REPORTED, *ADAPTER_REPORTED, "wall_seconds", "start_up_s", "warm_start",
-             "music_distance", "music_distance_version"}
+             "music_distance", "music_distance_version", "music_distance_n"}
     if cfg.train.ema_decay:
         names.add("music_distance_raw")
     specs = objective.VOICE_FEATURES | objective.PAIR_FEATURES | objective.SAMPLE_FEATURES

@@ -221,9 +221,11 @@ def test_resume_after_the_driver_is_killed(tmp_path, data_cache, ray_env, kill_a
         shutil.rmtree(second / "checkpoint_000000")  # the one the saved state names, pruned since
     cut_short = half_written_copy(second)
 
-    resumed = subprocess.run([sys.executable, "-m", "chorus", "search", "--resume", str(store)], cwd=REPO,
+    # the same command as before, not --resume: an interrupted search of the same settings is continued
+    resumed = subprocess.run([sys.executable, "-m", "chorus", "search", str(path)], cwd=REPO,
                              env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "experiment 'resume-me' was interrupted: resuming it" in resumed.stderr
     assert "chorus: resume: trial" in resumed.stderr
     rows = {r["trial_id"][-5:]: r for r in read_table(tmp_path / "results" / "resume-me")}
     assert all(r["status"] == "TERMINATED" and r["step"] == "15" for r in rows.values()), rows
@@ -234,6 +236,16 @@ def test_resume_after_the_driver_is_killed(tmp_path, data_cache, ray_env, kill_a
     assert rows["00001"]["resumed_from_step"] == "9", rows
     assert not cut_short.exists()  # removed, and its number never reused
     assert_best_dir_loads(tmp_path / "results" / "resume-me" / "best")
+    assert os.readlink(tmp_path / "results" / "latest") == "resume-me"
+    # finished now: the same YAML again would keep it and run as resume-me-2; --resume only reports it
+    from chorus.cluster.search import choose_experiment
+    from chorus.cluster.search_config import load_search
+
+    assert choose_experiment(load_search(path)) == ("resume-me-2", "new")
+    again = subprocess.run([sys.executable, "-m", "chorus", "search", "--resume", str(store)], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "experiment 'resume-me' had finished" in again.stderr, again.stderr[-3000:]
+    assert len((first / "progress.csv").read_text().splitlines()) == first_rows
 
 
 def test_trials_run_warm_in_a_reused_process_and_a_time_budget_ends_the_search(tmp_path, data_cache, ray_env):

@@ -15,6 +15,7 @@ from chorus.trainer.config import Config, config_from_dict, read_yaml
 from chorus.trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
 from chorus.trainer.ladder import Ladder, build_ladder
 from chorus.trainer.model import build_generator, generate_batched, z_shape
+from chorus.trainer.rundir import require_run_dir
 from chorus.trainer.samples import real_harmonizations, write_samples
 from chorus.trainer.tfenv import tf
 
@@ -32,9 +33,7 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path) -> LoadedRun:
     """A run dir (config.yaml + checkpoints/) or an exported checkpoint dir (config.yaml + checkpoint files)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise InputError(f"{run_dir}: not a chorus run directory (expected config.yaml and checkpoints/)")
+    run_dir = require_run_dir(run_dir)
     prefix = require_checkpoint(run_dir)
     cfg = config_from_dict(read_yaml(run_dir / "config.yaml"), source=f"{run_dir / 'config.yaml'}: ")
     generator = build_generator(cfg)
