@@ -1,5 +1,17 @@
 """The WGAN-GP training step: n_critic critic updates, then one generator update, under a tf.distribute strategy.
 
+One iteration is Algorithm 1 of Gulrajani et al. 2017 ("Improved Training of Wasserstein GANs"), conditioned on
+the melody c = track 0 of the real roll, with Adam for both players:
+
+    for _ in range(n_critic):                        # d_step, each on a fresh batch
+        x ~ data, z ~ truncated normal, eps ~ U[0, 1] per example
+        x_fake = G(z | c);  x_hat = eps * x + (1 - eps) * x_fake
+        d_loss = mean(D(x_fake | c) - D(x | c)) + gp_weight * mean((||grad_x_hat D(x_hat | c)||_2 - 1)^2)
+        critic <- Adam(d_lr, beta1, beta2) step on d_loss
+    z ~ truncated normal                              # g_step, on a fresh batch (for its melodies)
+    g_loss = -mean(D(G(z | c) | c));  generator <- Adam(g_lr, beta1, beta2) step on g_loss
+
+(the norm runs over all non-batch axes; trainer/losses.py, checked by hand in tests/test_gan_math.py).
 The per-replica steps (d_step, g_step) read like single-device code; distribution wraps around them in
 train_iteration (strategy.run + reductions). Losses are averaged over the global batch, so the all-reduced
 gradients equal those of one big batch.
