@@ -25,12 +25,12 @@ from typing import Any
 
 import yaml
 
+from chorus.cluster.ray_private import FAKE_PROVIDER
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
 
 AWS_YAML = Path(__file__).resolve().parent / "aws.yaml"
 HEAD_TYPE = "ray.head.default"  # the fake provider's fixed name for the head node type
-FAKE_PROVIDER = "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider"
 STATE_FILE = "elastic.json"
 
 
@@ -122,7 +122,7 @@ def _free_port() -> int:
 def start_elastic_cluster(temp_dir: str | Path, settings: ElasticSettings | None = None, *,
                           port: int | None = None, aws_yaml: Path = AWS_YAML) -> ElasticCluster:
     """Start the head (CPU 0) with the autoscaler on the fake provider; workers come and go with demand."""
-    import ray._private.services as services
+    from ray.util import get_node_ip_address
 
     settings = settings or ElasticSettings()
     temp_dir = Path(temp_dir).resolve()
@@ -130,7 +130,7 @@ def start_elastic_cluster(temp_dir: str | Path, settings: ElasticSettings | None
     if len(str(temp_dir)) > 60:  # Ray's unix sockets live under it, and their paths are limited to 107 bytes
         raise InputError(f"{temp_dir}: the Ray temp dir path is too long for its sockets (keep it under 60 chars)")
     port = port or _free_port()
-    address = f"{services.get_node_ip_address()}:{port}"
+    address = f"{get_node_ip_address()}:{port}"
     config_path = temp_dir / "autoscaler.yaml"
     write_text_atomic(config_path, yaml.safe_dump(elastic_config(settings, address, aws_yaml), sort_keys=False))
     head = elastic_config(settings, address, aws_yaml)["available_node_types"][HEAD_TYPE]["resources"]

@@ -11,14 +11,17 @@ trials are left exactly as they are.
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 from dataclasses import dataclass
 from typing import Any
 
+from chorus.cluster import ray_private
 from chorus.cluster import results as results_mod
 from chorus.cluster.tune_adapter import MANIFEST
 
 CHECKPOINT_PREFIX = "checkpoint_"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,12 +78,17 @@ def read_complete_manifest(fs, ckpt_path: str) -> dict[str, Any] | None:
     return manifest
 
 
+def _delete_dir(fs, path: str) -> None:
+    """Delete a checkpoint folder; a failure is logged and the repair goes on (as Ray's own pruning does)."""
+    try:
+        fs.delete_dir(path)
+    except Exception:  # noqa: BLE001 - logged with its traceback; the folder stays unrestorable either way
+        logger.exception(f"could not delete the incomplete checkpoint {path}")
+
+
 def _repair_trial(trial, fs) -> str | None:
     """Point one unfinished trial at its newest complete checkpoint; a line saying what changed, or None."""
     from ray.train import Checkpoint
-    from ray.train._internal.checkpoint_manager import _insert_into_sorted_list
-    from ray.train._internal.session import _TrainingResult
-    from ray.train._internal.storage import _delete_fs_path
 
     trial_path = trial.storage.trial_fs_path
     on_disk = checkpoint_dirs(fs, trial_path)
@@ -88,29 +96,29 @@ def _repair_trial(trial, fs) -> str | None:
     for idx, path in sorted(on_disk.items()):
         manifest = read_complete_manifest(fs, path)
         if manifest is None:
-            _delete_fs_path(fs, path)  # half-written or half-pruned: never restorable
+            _delete_dir(fs, path)  # half-written or half-pruned: never restorable
         else:
             complete[idx] = (path, manifest)
     manager = trial.run_metadata.checkpoint_manager
     latest = manager.latest_checkpoint_result
-    kept = [r for r in manager._checkpoint_results if r.checkpoint.path in {p for p, _ in complete.values()}]
+    results = ray_private.checkpoint_results(manager)
+    kept = [r for r in results if r.checkpoint.path in {p for p, _ in complete.values()}]
     newest = max(complete) if complete else None
     newest_path = complete[newest][0] if newest is not None else None
-    if latest is not None and latest.checkpoint.path == newest_path and len(kept) == len(manager._checkpoint_results):
+    if latest is not None and latest.checkpoint.path == newest_path and len(kept) == len(results):
         return None
     if newest is None:
         chosen = None
     else:
         chosen = next((r for r in kept if r.checkpoint.path == newest_path), None)
         if chosen is None:  # written after the last state save: rebuild its result from the manifest
-            chosen = _TrainingResult(checkpoint=Checkpoint(newest_path, filesystem=fs),
-                                     metrics=dict(complete[newest][1].get("metrics", {})))
+            chosen = ray_private.training_result(Checkpoint(newest_path, filesystem=fs),
+                                                 dict(complete[newest][1].get("metrics", {})))
             if manager.checkpoint_config.checkpoint_score_attribute in chosen.metrics:
-                _insert_into_sorted_list(kept, chosen, key=manager._get_checkpoint_score)
+                ray_private.insert_by_score(manager, kept, chosen)
             else:
                 kept.append(chosen)
-    manager._checkpoint_results = kept
-    manager._latest_checkpoint_result = chosen
+    ray_private.set_checkpoint_results(manager, kept, chosen)
     # the next checkpoint goes after every folder on disk, never over one
     trial.storage.current_checkpoint_index = max(on_disk, default=-1)
     trial.invalidate_json_state()
@@ -130,11 +138,10 @@ def repair_experiment(exp_path: str) -> list[TrialResume]:
     unfinished trial will continue, and what changed."""
     import copy
 
-    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
     from ray.tune.experiment.trial import Trial
 
     fs, path = results_mod.fs_and_path(exp_path)
-    state_path = _find_newest_experiment_checkpoint(path.rstrip("/"), fs=fs)  # the one Tune.restore reads
+    state_path = ray_private.find_newest_experiment_state(path.rstrip("/"), fs)  # the one Tune.restore reads
     if state_path is None:
         return []
     with fs.open_input_stream(state_path) as f:

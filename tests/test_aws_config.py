@@ -87,10 +87,10 @@ def test_validates_against_the_schema_the_installed_ray_ships(cfg):
 
 def test_ray_prepares_it_without_adding_setup_commands(cfg):
     """`ray up` merges Ray's AWS defaults, whose setup commands pip-install a Ray wheel and boto3; ours are empty."""
-    from ray.autoscaler._private.util import prepare_config, validate_config
+    from chorus.cluster.ray_private import prepare_autoscaler_config, validate_autoscaler_config
 
-    prepared = prepare_config(copy.deepcopy(cfg))
-    validate_config(prepared)
+    prepared = prepare_autoscaler_config(copy.deepcopy(cfg))
+    validate_autoscaler_config(prepared)
     assert prepared["head_setup_commands"] == [] and prepared["worker_setup_commands"] == []
     assert not any("pip install" in c for c in prepared["initialization_commands"])
     assert prepared["idle_timeout_minutes"] > 0
@@ -230,16 +230,19 @@ def test_head_and_workers_have_their_instance_profiles(cfg):
 
 def test_ray_keeps_the_configured_profile_and_security_groups(cfg):
     """Ray creates neither its default head profile nor a security group with SSH from 0.0.0.0/0."""
-    from ray.autoscaler._private.aws import config as aws_config
-    from ray.autoscaler._private.util import prepare_config
+    from chorus.cluster.ray_private import (
+        aws_configure_iam_role,
+        aws_configure_security_group,
+        prepare_autoscaler_config,
+    )
 
-    prepared = prepare_config(copy.deepcopy(cfg))
+    prepared = prepare_autoscaler_config(copy.deepcopy(cfg))
     prepared["head_node"] = {}
     assert "security_group" not in cfg["provider"]
     assert all("SecurityGroupIds" in n["node_config"] for n in cfg["available_node_types"].values())
     # both return before any AWS call when the config names its own profile and groups
-    assert aws_config._configure_iam_role(copy.deepcopy(prepared)) == prepared
-    assert aws_config._configure_security_group(copy.deepcopy(prepared)) == prepared
+    assert aws_configure_iam_role(copy.deepcopy(prepared)) == prepared
+    assert aws_configure_security_group(copy.deepcopy(prepared)) == prepared
 
 
 def test_policies_scope_storage_to_one_bucket_and_the_head_to_its_cluster(cfg):

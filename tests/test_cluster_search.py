@@ -152,15 +152,15 @@ def test_multi_worker_trial_restarts_from_checkpoint_after_losing_a_worker(tmp_p
 #             (the test then deletes the checkpoint that state names, as a prune would have).
 KILLING_DRIVER = """
 import os, shutil, signal, sys
-import ray.train._internal.checkpoint_manager as manager
 import ray.tune.execution.tune_controller as controller
 from ray.tune import Callback
+from chorus.cluster import ray_private
 from chorus.cluster.search import run_search
 from chorus.cluster.search_config import load_search
 
 path, mode = sys.argv[1:]
 die = lambda: os.killpg(0, signal.SIGKILL)
-save, delete, state = controller.TuneController.checkpoint, manager._delete_fs_path, {"frozen": False}
+save, state = controller.TuneController.checkpoint, {"frozen": False}
 
 def checkpoint(self, *args, **kwargs):
     state["controller"] = self
@@ -186,7 +186,7 @@ class KillAt(Callback):
                 die()
 
 controller.TuneController.checkpoint = checkpoint
-manager._delete_fs_path = delete_then_die if mode == "prune" else delete
+delete = ray_private.replace_checkpoint_deleter(delete_then_die) if mode == "prune" else None
 run_search(load_search(path), callbacks=[KillAt()])
 """
 # CI runs the mid-prune kill; CHORUS_TEST_KILL_AT=callback,prune,stale runs each (loop it to soak).
