@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = data_sub.add_parser("build", help="build a dataset (.npz + manifest) from a source",
                             description="Read a source, validate it, cut windows, split by piece and cache it. "
                                         "A second build with the same inputs and settings is instant.")
-    b.add_argument("--source", choices=["chorales", "midi", "npy"], default="chorales")
+    b.add_argument("--source", choices=["chorales", "midi", "npy", "pypianoroll"], default="chorales")
     b.add_argument("--path", metavar="P", help="MIDI folder (midi) or .npy/.npz file (npy)")
     b.add_argument("--out", metavar="DIR", help="output folder (default: the cache under data.cache_dir)")
     _config_args(b)

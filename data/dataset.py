@@ -7,7 +7,7 @@ A dataset directory holds two files:
 - ``manifest.json``: source, path, settings, cache key, sha256 of dataset.npz, shapes, counts, piece ids per
   split, skipped inputs with reasons, dropped windows, library versions, creation time.
 
-The cache key hashes the source, the input's identity (file contents for midi/npy, music21's version for
+The cache key hashes the source, the input's identity (file contents for midi/npy/pypianoroll, music21's version for
 chorales) and every setting that changes the result, so a second build with the same key returns the existing
 directory without reading the source. Builds hold a file lock (parallel trials may share the cache) and write
 into a temporary directory beside the target that is renamed into place only when complete.
@@ -36,8 +36,10 @@ from chorus.data.versions import DATA_PACKAGES, versions
 FORMAT_VERSION = 1  # bump when the build's output changes for the same settings
 NPZ_NAME = "dataset.npz"
 MANIFEST_NAME = "manifest.json"
-# DataConfig fields that do not change the built arrays (and so stay out of the cache key).
-_NOT_IN_KEY = {"cache_dir", "path"}
+# DataConfig fields that do not change the built arrays (and so stay out of the cache key). track_map and
+# order_by_pitch do, for the pypianoroll source only: they enter its input identity instead, which keeps the keys
+# of every other source's caches as they were before these settings existed.
+_NOT_IN_KEY = {"cache_dir", "path", "track_map", "order_by_pitch"}
 
 
 @dataclass

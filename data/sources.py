@@ -1,4 +1,5 @@
-"""Where piano rolls come from: Bach chorales (music21), a folder of MIDI files, or an .npy/.npz array.
+"""Where piano rolls come from: Bach chorales (music21), a folder of MIDI files, an .npy/.npz array, or
+pypianoroll's multitrack .npz files (MuseGAN's Lakh Pianoroll Dataset).
 
 Every source yields *pieces*: ``Piece(piece_id, roll)`` with ``roll`` a bool array ``(steps, 128, K)`` at
 ``steps_per_beat`` resolution (K = ``data.tracks``). ``make_windows`` cuts a piece into training windows.
@@ -25,6 +26,9 @@ Rules, in one place:
 - **npy**: one array ``(N, T, 128, K)`` with T = ``data.steps``, values in {-1, 1}, {0, 1} or bool (on = > 0).
   An .npz uses key ``x``, else ``data``, else its first array; an optional ``piece`` array (N ids) says which
   rows belong to one piece, otherwise every row is its own piece.
+- **pypianoroll**: one multitrack .npz written by ``pypianoroll.save`` (or a folder of them), read and
+  resampled to ``steps_per_beat`` by ``data.pianoroll_io``, whose docstring holds the rules: which tracks become
+  the voices (``data.track_map``, ``data.order_by_pitch``), rounding, the first downbeat as step 0.
 - **windows** (all sources): ``steps`` steps starting every ``hop_bars`` bars; a piece shorter than one window
   gives none. ``transpose`` shifts every pitch; a window in which a sounding note would leave 0..127 is dropped
   (counted, never clipped or wrapped). ``empty_voice``: ``drop`` drops a window in which any track never sounds,
@@ -47,6 +51,7 @@ PITCHES = 128  # the pitch axis is always the full MIDI range
 MIDI_SUFFIXES = (".mid", ".midi")
 CHORALE_TRACK_NAMES = ["soprano", "alto", "tenor", "bass"]
 PROGRESS_EVERY = 25  # pieces between progress lines on stderr
+SOURCES = ("chorales", "midi", "npy", "pypianoroll")  # what read_pieces reads (data.source `dataset` is built)
 
 
 @dataclass
@@ -106,6 +111,9 @@ def midi_files(folder: str | Path) -> list[Path]:
 
 def source_identity(cfg: DataConfig) -> dict:
     """What identifies the input, for the cache key: content hashes of the files, or music21's version."""
+    from chorus.data.pianoroll_io import check_track_settings  # lazy: pianoroll_io imports this module
+
+    check_track_settings(cfg)  # data.track_map / order_by_pitch: only for pypianoroll, and well formed
     if cfg.source == "chorales":
         import music21
 
@@ -125,7 +133,11 @@ def source_identity(cfg: DataConfig) -> dict:
         if not path.is_file():
             raise InputError(f"{path}: array file not found (data.path must be an .npy or .npz file)")
         return {"file": path.name, "sha256": sha256_file(path)}
-    raise InputError(f"data.source: expected one of chorales, midi, npy, got {cfg.source!r}")
+    if cfg.source == "pypianoroll":
+        from chorus.data.pianoroll_io import input_identity  # lazy: pianoroll_io imports this module
+
+        return input_identity(cfg, _require_path(cfg))
+    raise InputError(f"data.source: expected one of {', '.join(SOURCES)}, got {cfg.source!r}")
 
 
 def _require_path(cfg: DataConfig) -> Path:
@@ -142,13 +154,17 @@ def read_pieces(cfg: DataConfig, *, progress: bool = True) -> SourceResult:
     """Read the configured source into pieces (at most cfg.max_pieces of them)."""
     if cfg.pitches != PITCHES:
         raise InputError(f"data.pitches: only {PITCHES} (the full MIDI range) is supported, got {cfg.pitches}")
+    from chorus.data.pianoroll_io import check_track_settings, read_pianoroll_source  # lazy: imports this module
+
     readers: dict[str, Callable[..., SourceResult]] = {
         "chorales": read_chorales,
         "midi": read_midi_folder,
         "npy": read_array_file,
+        "pypianoroll": read_pianoroll_source,
     }
     if cfg.source not in readers:
-        raise InputError(f"data.source: expected one of chorales, midi, npy, got {cfg.source!r}")
+        raise InputError(f"data.source: expected one of {', '.join(SOURCES)}, got {cfg.source!r}")
+    check_track_settings(cfg)
     return readers[cfg.source](cfg, progress=progress)
 
 

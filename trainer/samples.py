@@ -1,4 +1,5 @@
-"""Writing piano rolls as MIDI, PNG and WAV (and TensorBoard audio), so samples can be seen and heard."""
+"""Writing piano rolls as MIDI, PNG and WAV (and TensorBoard audio), so samples can be seen and heard, and
+optionally as pypianoroll .npz files (MuseGAN's multitrack format) for tools that read that."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,13 +8,14 @@ import numpy as np
 
 from chorus.data.audio import read_wav, try_render
 from chorus.data.midi_io import write_midi
+from chorus.data.pianoroll_io import write_multitrack
 from chorus.data.plot import save_pianoroll_png
 from chorus.trainer.config import Config
 
 
 def write_samples(rolls: np.ndarray, out_dir: str | Path, cfg: Config, *, prefix: str = "sample",
                   title: str | None = None, real: np.ndarray | None = None, tensorboard=None,
-                  step: int | None = None, onsets: np.ndarray | None = None) -> list[Path]:
+                  step: int | None = None, onsets: np.ndarray | None = None, pianoroll: bool = False) -> list[Path]:
     """rolls: bool (N, T, P, K). Writes PREFIX-i.mid, .png and .wav for each; returns the MIDI paths.
 
     ``onsets`` (N, T, P, K), or None: note starts inside held runs (a user's repeated melody notes), so the MIDI
@@ -22,16 +24,20 @@ def write_samples(rolls: np.ndarray, out_dir: str | Path, cfg: Config, *, prefix
     ``real`` (N, T, P, K): the real harmonizations of the same melodies, written beside them as real-i.* so
     that a listener can compare. ``tensorboard``: a tf.summary writer that also gets the WAVs as audio at
     ``step``. A WAV that cannot be rendered is a one-line warning (cfg.sample.audio none: no WAVs).
+
+    ``pianoroll``: also write PREFIX-i.npz (and real-i.npz), one pypianoroll Multitrack each with the MIDI file's
+    track names and programs (data.pianoroll_io.write_multitrack; it holds the roll, so ``onsets`` do not apply).
     """
-    paths = _write(rolls, Path(out_dir), cfg, prefix, title, onsets)
-    real_paths = _write(real, Path(out_dir), cfg, "real", "holdout (real)", None) if real is not None else []
+    paths = _write(rolls, Path(out_dir), cfg, prefix, title, onsets, pianoroll)
+    real_paths = (_write(real, Path(out_dir), cfg, "real", "holdout (real)", None, pianoroll)
+                  if real is not None else [])
     if tensorboard is not None and cfg.sample.audio != "none":
         _log_audio(tensorboard, step, cfg.sample.sample_rate, {"samples/generated": paths, "samples/real": real_paths})
     return paths
 
 
 def _write(rolls: np.ndarray, out_dir: Path, cfg: Config, prefix: str, title: str | None,
-           onsets: np.ndarray | None) -> list[Path]:
+           onsets: np.ndarray | None, pianoroll: bool = False) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, roll in enumerate(rolls):
@@ -44,6 +50,10 @@ def _write(rolls: np.ndarray, out_dir: Path, cfg: Config, prefix: str, title: st
                            title=f"{title} #{i}" if title else None, onsets=onset)
         # the WAV is rendered from the MIDI file, so it plays the same notes
         try_render(mid, mid.with_suffix(".wav"), mode=cfg.sample.audio, sample_rate=cfg.sample.sample_rate)
+        if pianoroll:
+            write_multitrack(roll, mid.with_suffix(".npz"), steps_per_beat=cfg.data.steps_per_beat,
+                             beats_per_bar=cfg.data.beats_per_bar, tempo=cfg.sample.tempo,
+                             programs=cfg.sample.programs, track_names=cfg.sample.track_names)
         paths.append(mid)
     return paths
 
