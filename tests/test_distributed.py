@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from tests_support import REPO, TINY, checkpoint_tensors, run_chorus
+from tests_support import REPO, TINY, checkpoint_tensors, free_ports, run_chorus
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
@@ -25,18 +24,8 @@ def test_mirrored_with_xla_over_two_logical_cpus(tiny_overrides, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "ckpt-6.index").is_file()
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_multi_worker_replicas_agree_and_resume(tiny_overrides, tmp_path):
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     args = [sys.executable, "-m", "chorus", "train", "--config", str(TINY)]
     for o in tiny_overrides + ["train.keep_worker_checkpoints=true"]:
         args += ["--set", o]

@@ -7,20 +7,13 @@ On EC2 those stay unset and the instance profile supplies the credentials.
 from __future__ import annotations
 
 import csv
-import socket
 import textwrap
 
 import boto3  # a hard dependency (requirements.txt); moto[server] is a dev one (pip install -e '.[dev]')
 import pytest
-from tests_support import run_chorus
+from tests_support import free_port, run_chorus
 
 BUCKET = "chorus-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

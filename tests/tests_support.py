@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,23 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.yaml"
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports: all n sockets are bound before any is closed, so none repeats."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port() -> int:
+    """A free loopback port (free now: another process may take it before it is used)."""
+    return free_ports(1)[0]
 
 
 def run_chorus(*args: str, env: dict | None = None, timeout: float = 900, check: bool = False
