@@ -48,20 +48,30 @@ def resolve_address(address: str | None) -> str:
 
 def client(address: str | None = None, *, wait_s: float = 0.0):
     """A JobSubmissionClient for the dashboard at address. While the cluster does not answer (a head starting or
-    restarting), wait up to wait_s seconds, saying so once; then, and on auth errors at once, InputError."""
+    restarting), wait up to wait_s seconds, saying so; then, and on auth errors at once, InputError."""
     from ray.job_submission import JobSubmissionClient
 
     token = find_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     address = resolve_address(address)
+    return _patiently(lambda: JobSubmissionClient(address, headers=headers), address=address, wait_s=wait_s,
+                      what="cannot reach the Ray Jobs API")
+
+
+def _patiently(fn, *, address: str, wait_s: float = 0.0, what: str = ""):
+    """fn(), retried while the cluster is absent or starting (`unreachable`), up to wait_s seconds; any other
+    error, or the wait's end, is an InputError naming the address."""
     deadline, said = time.monotonic() + wait_s, 0.0
     while True:
         try:
-            return JobSubmissionClient(address, headers=headers)
-        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError (401/403) and friends
+            return fn()
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError (401/403/404) and friends
             if not unreachable(exc) or time.monotonic() >= deadline:
                 waited = f" (waited {wait_s:.0f} s)" if wait_s and unreachable(exc) else ""
-                raise InputError(f"{address}: cannot reach the Ray Jobs API{waited}: {_first_line(exc)}") from None
+                prefix = f"{what}{waited}: " if what else ""
+                raise InputError(f"{address or 'Ray Jobs API'}: {prefix}{_first_line(exc)}") from None
             said = _say_waiting(address, exc, deadline, said)
             time.sleep(WAIT_POLL_S)
 
@@ -104,15 +114,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _call(fn, *args, address: str = ""):
-    try:
-        return fn(*args)
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{address or 'Ray Jobs API'}: {_first_line(exc)}") from None
-
-
 def entrypoint_for(args: list[str]) -> str:
     """`chorus submit -- search configs/search.yaml` runs `chorus search configs/search.yaml` on the cluster."""
     if not args:
@@ -147,15 +148,8 @@ def resume_args(args: list[str], experiment: str | None) -> list[str]:
 def _submit_job(c, entrypoint: str, runtime_env: dict, submission_id: str | None, wait_s: float) -> str:
     """Submit, waiting (up to wait_s) through a head that is still starting: its Jobs API answers 5xx until the
     job agent has registered."""
-    deadline, said = time.monotonic() + wait_s, 0.0
-    while True:
-        try:
-            return c.submit_job(entrypoint=entrypoint, runtime_env=runtime_env or None, submission_id=submission_id)
-        except Exception as exc:  # noqa: BLE001
-            if not unreachable(exc) or time.monotonic() >= deadline:
-                raise InputError(f"{c.get_address()}: {_first_line(exc)}") from None
-            said = _say_waiting(c.get_address(), exc, deadline, said)
-            time.sleep(WAIT_POLL_S)
+    return _patiently(lambda: c.submit_job(entrypoint=entrypoint, runtime_env=runtime_env or None,
+                                           submission_id=submission_id), address=c.get_address(), wait_s=wait_s)
 
 
 def submit(args: list[str], *, address: str | None = None, wait: bool = True, working_dir: str | None = None,
@@ -289,7 +283,7 @@ def _job_info(c, job_id: str, echo: _Echo, cluster_wait_s: float):
 
 def list_jobs(address: str | None = None, *, cluster_wait_s: float = DEFAULT_CLUSTER_WAIT_S) -> str:
     c = client(address, wait_s=cluster_wait_s)
-    jobs = _call(c.list_jobs, address=c.get_address())
+    jobs = _patiently(c.list_jobs, address=c.get_address())
     rows = [("JOB", "STATUS", "STARTED", "ENTRYPOINT")]
     for j in sorted(jobs, key=lambda j: j.start_time or 0):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.start_time / 1000)) if j.start_time else ""
@@ -306,7 +300,7 @@ def job_logs(job_id: str, *, address: str | None = None, follow_logs: bool = Fal
             return follow(job_id, c, cluster_wait_s=cluster_wait_s)
         except JobLost as lost:
             raise InputError(f"{lost}; a restarted head keeps no job history (chorus jobs lists its jobs)") from None
-    sys.stdout.write(_call(c.get_job_logs, job_id, address=c.get_address()))
+    sys.stdout.write(_patiently(lambda: c.get_job_logs(job_id), address=c.get_address()))
     return 0
 
 
@@ -314,11 +308,11 @@ def stop_job(job_id: str, *, address: str | None = None, timeout: float = 60,
              cluster_wait_s: float = DEFAULT_CLUSTER_WAIT_S) -> int:
     """Stop a job (SIGTERM to its driver, then SIGKILL) and wait until Ray says it ended; 0 when it is stopped."""
     c = client(address, wait_s=cluster_wait_s)
-    info = _call(c.get_job_info, job_id, address=c.get_address())
+    info = _patiently(lambda: c.get_job_info(job_id), address=c.get_address())
     if info.status.is_terminal():
         print(f"chorus: job {job_id} already ended: {info.status.value}", file=sys.stderr)
         return 0
-    _call(c.stop_job, job_id, address=c.get_address())
+    _patiently(lambda: c.stop_job(job_id), address=c.get_address())
     deadline = time.monotonic() + timeout
     while not info.status.is_terminal():
         if time.monotonic() > deadline:
@@ -326,6 +320,6 @@ def stop_job(job_id: str, *, address: str | None = None, timeout: float = 60,
                   file=sys.stderr)
             return EXIT_JOB_FAILED
         time.sleep(1)
-        info = _call(c.get_job_info, job_id, address=c.get_address())
+        info = _patiently(lambda: c.get_job_info(job_id), address=c.get_address())
     print(f"chorus: job {job_id} {info.status.value}", file=sys.stderr)
     return 0
