@@ -26,7 +26,6 @@ atomically with ``pypianoroll.save``. A binary track cannot mark a repeated note
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from chorus.data.errors import InputError
 from chorus.data.files import atomic_path
 from chorus.data.midi_io import _to_step, roll_notes
 from chorus.data.settings import DataConfig
-from chorus.data.sources import PITCHES, PROGRESS_EVERY, Piece, SourceResult, sha256_file
+from chorus.data.sources import PITCHES, SourceResult, read_folder, sha256_file
 
 SUFFIX = ".npz"
 READER_VERSION = 1  # bump when reading a file gives different rolls; part of the dataset cache key
@@ -183,24 +182,9 @@ def read_pianoroll_source(cfg: DataConfig, *, progress: bool = True) -> SourceRe
         raise InputError("data.path: required when data.source is pypianoroll")
     check_track_settings(cfg)
     root, files = pianoroll_files(cfg.path)
-    pieces: list[Piece] = []
-    skipped: list[dict[str, str]] = []
-    for i, path in enumerate(files, 1):
-        if cfg.max_pieces is not None and len(pieces) >= cfg.max_pieces:
-            break
-        rel = path.relative_to(root).as_posix()
-        roll, reason = multitrack_roll(load_multitrack(path, rel), cfg, rel)
-        if roll is None:
-            print(f"warning: skipping {rel}: {reason}", file=sys.stderr, flush=True)
-            skipped.append({"path": rel, "reason": reason})
-        else:
-            pieces.append(Piece(rel, roll))
-        if progress and i % PROGRESS_EVERY == 0:
-            print(f"pypianoroll: read {i}/{len(files)}, kept {len(pieces)}", file=sys.stderr, flush=True)
-    if not pieces:
-        raise InputError(f"{cfg.path}: none of the {len(files)} pypianoroll files is usable; first reason: "
-                         f"{skipped[0]['reason']}")
-    return SourceResult(pieces, skipped, None)
+    return read_folder(root, files, lambda path, rel: multitrack_roll(load_multitrack(path, rel), cfg, rel), cfg,
+                       kind="pypianoroll", unusable="pypianoroll files is usable", where=str(cfg.path),
+                       progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -243,18 +243,30 @@ def read_midi_folder(cfg: DataConfig, *, progress: bool = True) -> SourceResult:
     from chorus.data.midi_io import read_rolls  # lazy: midi_io imports this module
 
     root = _require_path(cfg)
-    files = midi_files(root)
+
+    def read_one(path: Path, rel: str) -> tuple[np.ndarray | None, str]:
+        try:
+            rolls, _ = read_rolls(path, steps_per_beat=cfg.steps_per_beat)  # [(steps, 128)] per pitched track
+            return stack_tracks(rolls, cfg.tracks)
+        except InputError as e:  # corrupt, truncated, not MIDI at all, or no notes
+            return None, str(e).removeprefix(f"{path.name}: ")
+
+    return read_folder(root, midi_files(root), read_one, cfg, kind="midi",
+                       unusable=f"MIDI files is usable (need {cfg.tracks} non-empty non-drum tracks)",
+                       progress=progress)
+
+
+def read_folder(root: Path, files: list[Path], read_one, cfg: DataConfig, *, kind: str, unusable: str,
+                where: str | None = None, progress: bool = True) -> SourceResult:
+    """A folder source's pieces: read_one(path, rel) -> (roll, "") or (None, why) for each file, up to
+    data.max_pieces; a skipped file is warned about and listed with its reason (the manifest keeps them)."""
     pieces: list[Piece] = []
     skipped: list[dict[str, str]] = []
     for i, path in enumerate(files, 1):
         if cfg.max_pieces is not None and len(pieces) >= cfg.max_pieces:
             break
         rel = path.relative_to(root).as_posix()
-        try:
-            rolls, _ = read_rolls(path, steps_per_beat=cfg.steps_per_beat)  # [(steps, 128)] per pitched track
-            roll, reason = stack_tracks(rolls, cfg.tracks)
-        except InputError as e:  # corrupt, truncated, not MIDI at all, or no notes
-            roll, reason = None, str(e).removeprefix(f"{path.name}: ")
+        roll, reason = read_one(path, rel)
         if roll is None:
             reason = " ".join(reason.split())  # one line
             _warn(f"skipping {rel}: {reason}")
@@ -262,10 +274,10 @@ def read_midi_folder(cfg: DataConfig, *, progress: bool = True) -> SourceResult:
         else:
             pieces.append(Piece(rel, roll))
         if progress and i % PROGRESS_EVERY == 0:
-            print(f"midi: read {i}/{len(files)}, kept {len(pieces)}", file=sys.stderr, flush=True)
+            print(f"{kind}: read {i}/{len(files)}, kept {len(pieces)}", file=sys.stderr, flush=True)
     if not pieces:
-        raise InputError(f"{root}: none of the {len(files)} MIDI files is usable "
-                         f"(need {cfg.tracks} non-empty non-drum tracks); first reason: {skipped[0]['reason']}")
+        raise InputError(f"{where or root}: none of the {len(files)} {unusable}; first reason: "
+                         f"{skipped[0]['reason']}")
     return SourceResult(pieces, skipped, None)
 
 

@@ -396,8 +396,13 @@ def test_storage_the_workers_cannot_see_fails_once_at_start(cluster):
     assert "chorus_trial" not in out and "Trial status" not in out, out[-4000:]
 
 
+# the fault tests' search: 2 trials of 12 steps on small batches (they test recovery, not the model)
+LIGHT = ["--set", "num_samples=2", "--set", "train.steps=12", "--set", "train.batch_size=16", "--set",
+         "eval.num_samples=32", "--set", "train.checkpoint_every=6", "--set", "train.eval_every=6", "--set",
+         "train.sample_every=6", "--set", "train.log_every=6"]
 SHORT = ["--set", "train.steps=24", "--set", "train.checkpoint_every=6", "--set", "train.eval_every=6",
-         "--set", "train.sample_every=6", "--set", "train.log_every=6"]
+         "--set", "train.sample_every=6", "--set", "train.log_every=6", "--set", "train.batch_size=16",
+         "--set", "eval.num_samples=32"]
 
 
 @pytest.mark.slow
@@ -473,3 +478,180 @@ def test_multi_worker_search_runs_as_the_one_shot_job(cluster):
     assert rc == 0, logs[-8000:]
     rows = list(csv.DictReader((cluster.results / experiment / "trials.csv").open()))
     assert len(rows) == 1 and all(r["status"] == "TERMINATED" and r["step"] == "6" for r in rows), rows
+
+
+# --------------------------------------------------------------------------------- faults: head, partition
+MANIFESTS = r"""python -c '
+import glob, json, os, sys
+steps = {}
+for m in glob.glob(sys.argv[1] + "/*/checkpoint_*/chorus-checkpoint.json"):
+    doc = json.load(open(m))
+    trial = m.split("/")[-3]
+    ok = all(os.path.getsize(os.path.join(os.path.dirname(m), f)) == n for f, n in doc["files"].items()
+             if os.path.exists(os.path.join(os.path.dirname(m), f))) and all(
+             os.path.exists(os.path.join(os.path.dirname(m), f)) for f in doc["files"])
+    if ok:
+        steps[trial] = max(steps.get(trial, 0), doc["step"])
+print(json.dumps(steps))
+' """
+
+
+def newest_checkpoints(cluster: Cluster, experiment: str) -> dict[str, int]:
+    """trial folder -> step of its newest complete checkpoint on the shared volume (read from a worker)."""
+    worker = cluster.containers("ray-worker")[0]
+    out = run(["docker", "exec", worker, "bash", "-c", MANIFESTS + f"/shared/ray_results/{experiment}"]).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def wait_for_first_checkpoint(cluster: Cluster, search: str, experiment: str) -> None:
+    start = time.monotonic()
+    while not newest_checkpoints(cluster, experiment):
+        assert cluster.inspect(search)["State"]["Running"], run(["docker", "logs", search], check=False).stderr
+        assert time.monotonic() - start < 1200, "no checkpoint within 20 minutes"
+        time.sleep(1)
+
+
+def on_volume(cluster: Cluster, path: str) -> bool:
+    worker = cluster.containers("ray-worker")[0]
+    return run(["docker", "exec", worker, "test", "-e", path], check=False).returncode == 0
+
+
+def wait_for_log(cluster: Cluster, cid: str, needle: str, count: int, timeout: float) -> float:
+    """Until needle appears count times in the container's log; returns when."""
+    start = time.monotonic()
+    while True:
+        logs = run(["docker", "logs", cid], check=False)
+        if (logs.stdout + logs.stderr).count(needle) >= count:
+            return time.time()
+        state = cluster.inspect(cid)["State"]
+        assert state["Running"], f"{needle!r} never came ({count}x):\n{(logs.stdout + logs.stderr)[-6000:]}"
+        assert time.monotonic() - start < timeout, f"no {needle!r} ({count}x) in {timeout} s"
+        time.sleep(0.5)
+
+
+def kill_head(cluster: Cluster) -> float:
+    """`docker kill` the head (SIGKILL: Docker 20.10 will not restart it; the watchdog must)."""
+    head = cluster.containers("ray-head")[0]
+    started = cluster.inspect(head)["State"]["StartedAt"]
+    run(["docker", "kill", head])
+    killed = time.time()
+    deadline = time.monotonic() + 90
+    while cluster.inspect(head)["State"]["StartedAt"] == started:
+        assert time.monotonic() < deadline, "the killed head was not restarted:\n" + cluster(
+            "logs", "watchdog", check=False).stdout[-3000:]
+        time.sleep(1)
+    return killed
+
+
+def start_search_service(cluster: Cluster, job: str) -> str:
+    saved = cluster.env
+    cluster.env = {**saved, "CHORUS_JOB": job}
+    try:
+        cluster("up", "-d", "--scale", f"ray-worker={WORKERS}", "search")
+        return cluster.containers("search")[0]
+    finally:
+        cluster.env = saved
+
+
+def finish_search_service(cluster: Cluster, cid: str, timeout: float = 1800) -> tuple[int, str]:
+    rc = int(run(["docker", "wait", cid], timeout=timeout).stdout.strip())
+    logs = run(["docker", "logs", cid], check=False)
+    return rc, logs.stdout + logs.stderr
+
+
+def listing(path: Path) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*"))
+
+
+@pytest.mark.slow
+def test_head_killed_in_training_and_in_export_then_the_main_job_runs_again(cluster):
+    """The main job's search service, as scripts/up.sh runs it. The head is killed (docker kill) while the trials
+    train, and again while the resumed search exports its results; nobody types anything. The search still ends
+    with every trial TERMINATED, each resumed from its newest complete checkpoint, and complete results on the
+    host. Then the same service runs again on the same volume: a new experiment, `latest` pointing at it, the first
+    one untouched. Prints the figures of docs' failure section (benchmarks/head_loss.sh runs this with -s)."""
+    experiment = f"docker-headloss-{uuid.uuid4().hex[:6]}"
+    job = ("chorus submit --address http://ray-head:8265 -- search configs/search.yaml"
+           f" --set experiment={experiment} " + " ".join(LIGHT))
+    started = time.time()
+    search = start_search_service(cluster, job)
+    wait_for_first_checkpoint(cluster, search, experiment)
+    killed = kill_head(cluster)
+    resumed = wait_for_log(cluster, search, "chorus: head lost at", 1, 900)
+    at_resume = newest_checkpoints(cluster, experiment)  # the old trials are gone with their workers by now
+    # a trial restored from its checkpoint says so when it starts training again
+    training_again = wait_for_log(cluster, search, "chorus: resuming at step", 1, 900)
+    # second kill: while the resumed search exports (its line comes before anything is written)
+    wait_for_log(cluster, search, "chorus: exporting results to", 1, 1200)
+    kill_head(cluster)
+    assert not on_volume(cluster, f"/shared/ray_results/{experiment}/chorus-done.json"), "export had finished"
+    rc, logs = finish_search_service(cluster, search)
+    first_wall = time.time() - started
+    assert rc == 0, logs[-8000:]
+    assert logs.count("chorus: head lost at") == 2 and "resumed at" in logs, logs[-8000:]
+    cluster.wait_healthy("ray-worker", WORKERS)
+    cluster.wait_nodes(1 + WORKERS)
+
+    res = cluster.results / experiment
+    rows = {r["trial_id"]: r for r in csv.DictReader((res / "trials.csv").open())}
+    assert len(rows) == 2 and all(r["status"] == "TERMINATED" and r["step"] == "12" for r in rows.values()), rows
+    redone = {}
+    for folder, step in at_resume.items():
+        row = next(r for tid, r in rows.items() if tid in folder)
+        if step < 12:  # unfinished at the kill: it continued from its newest complete checkpoint, not earlier
+            assert int(row["resumed_from_step"]) == step, (folder, step, row)
+        redone[row["trial_id"]] = int(row["resumed_from_step"])
+    for name in ("trials.md", "report.html", "best/config.yaml", "search.json"):
+        assert (res / name).exists(), name
+    assert sorted(p.name for p in cluster.results.iterdir() if p.name.endswith("-partial")) == []
+    assert os.readlink(cluster.results / "latest") == experiment
+    assert {r["trial_id"] for r in csv.DictReader((res / "trials.csv").open())} == set(rows)
+    report = (res / "report.html").read_text()
+    assert all(f"samples/{w.name}" in report for w in (res / "samples").glob("*.wav"))
+    print(f"\nhead loss figures ({len(rows)} trials of 12 steps, checkpoints every 6):"
+          f"\n  head kill -> search resubmitted: {resumed - killed:.0f} s"
+          f"\n  head kill -> a trial training again (restored from its checkpoint): {training_again - killed:.0f} s"
+          f"\n  trials resumed from step (newest complete checkpoint at the resume): {redone}"
+          f"\n  search with two head kills, start to exit: {first_wall:.0f} s")
+
+    # the same main job again, on the same volume: a new experiment; the finished one is kept as it was
+    before = listing(res)
+    started = time.time()
+    rc, logs = finish_search_service(cluster, start_search_service(cluster, job))
+    second_wall = time.time() - started
+    assert rc == 0, logs[-8000:]
+    assert f"this search is '{experiment}-2'" in logs, logs[-8000:]
+    again = list(csv.DictReader((cluster.results / f"{experiment}-2" / "trials.csv").open()))
+    assert len(again) == 2 and all(r["status"] == "TERMINATED" and r["step"] == "12" for r in again), again
+    assert os.readlink(cluster.results / "latest") == f"{experiment}-2"
+    assert listing(res) == before
+    print(f"  the same search without a fault: {second_wall:.0f} s; extra wall time of the two kills: "
+          f"{first_wall - second_wall:.0f} s")
+
+
+@pytest.mark.slow
+def test_a_worker_cut_off_from_the_network_rejoins_and_its_trial_resumes_elsewhere(cluster):
+    """`docker network disconnect` a worker for longer than Ray's health check allows: the head marks it dead,
+    Tune retries its trial from the last checkpoint on the other worker; reconnected, the worker's Ray exits (it
+    was declared dead), its container restarts and it rejoins."""
+    experiment = f"docker-partition-{uuid.uuid4().hex[:6]}"
+    job = ("chorus submit --address http://ray-head:8265 -- search configs/search.yaml"
+           f" --set experiment={experiment} " + " ".join(LIGHT) + " --set num_samples=1 --set train.steps=36")
+    search = start_search_service(cluster, job)
+    wait_for_first_checkpoint(cluster, search, experiment)
+    # the worker whose processes include the trial's actor (Tune runs a function trainable as ImplicitFunc)
+    (victim,) = [c for c in cluster.containers("ray-worker")
+                 if "ray::ImplicitFunc" in run(["docker", "top", c, "-eo", "args"], check=False).stdout]
+    network = next(iter(cluster.inspect(victim)["NetworkSettings"]["Networks"]))
+    run(["docker", "network", "disconnect", network, victim])
+    try:
+        time.sleep(75)  # Ray marks a node dead after about 30 s of failed health checks
+    finally:
+        run(["docker", "network", "connect", network, victim])
+    rc, logs = finish_search_service(cluster, search)
+    assert rc == 0, logs[-8000:]
+    (row,) = list(csv.DictReader((cluster.results / experiment / "trials.csv").open()))
+    assert row["status"] == "TERMINATED" and row["step"] == "36", row
+    assert int(row["failures"]) >= 1 and int(row["resumed_from_step"]) > 0, row
+    cluster.wait_healthy("ray-worker", WORKERS, timeout=300)
+    cluster.wait_nodes(1 + WORKERS, timeout=300)
