@@ -64,8 +64,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    def print_scored(result, ladder, name: str) -> None:
-        print(result.table())
+    def print_scored(result, ladder, name: str, label: str = "generated") -> None:
+        print(result.table(label))
         print(f"music_distance: {result.music_distance:.4f}  (n={result.n}, version {result.version}; 0 = "
               "indistinguishable from the holdout by these features)")
         print(ladder.table(mark=name))
@@ -93,7 +93,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = evaluate_music(music, cfg, order_by_pitch=args.order_by_pitch, json_path=args.json)
     print(f"{music.describe()}: vs the holdout of data.source {cfg.data.source}")
     print(out.voices_line())
-    print_scored(out.evaluation, out.ladder, MusicEvaluation.NAME)
+    print_scored(out.evaluation, out.ladder, MusicEvaluation.NAME, label="scored")
     if args.json:
         print(f"written: {args.json}")
     return 0

@@ -180,7 +180,7 @@ def summarize(rolls, *, steps_per_bar=16, steps_per_beat=4, qualified_min_steps=
     }
 
 
-def format_table(gen_summary: dict, ref_summary: dict) -> str:
+def format_table(gen_summary: dict, ref_summary: dict, *, label: str = "generated") -> str:
     """Aligned text table of two summaries: per track its metrics and voice features, the tonal-distance rows, the
     voice-pair feature rows, then the whole-sample feature rows."""
 
@@ -201,7 +201,7 @@ def format_table(gen_summary: dict, ref_summary: dict) -> str:
     for feature, g in gen_summary.get("sample", {}).items():
         rows.append(("all", feature, g, ref_summary.get("sample", {}).get(feature)))
 
-    header = ("track", "metric", f"generated (n={gen_summary['n']})", f"holdout (n={ref_summary['n']})", "|diff|")
+    header = ("track", "metric", f"{label} (n={gen_summary['n']})", f"holdout (n={ref_summary['n']})", "|diff|")
     cells = [header] + [
         (track, metric, number(g), number(r), number(None if g is None or r is None else abs(g - r)))
         for track, metric, g, r in rows

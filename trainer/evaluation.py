@@ -77,9 +77,10 @@ class Evaluation:
                 "music_distance_groups": self.groups, "music_distance_terms": self.terms,
                 "generated": self.generated, "holdout": self.holdout}
 
-    def table(self) -> str:
-        """The per-track table, then what music_distance is made of: its groups and its largest feature terms."""
-        lines = [metrics.format_table(self.generated, self.holdout)]
+    def table(self, label: str = "generated") -> str:
+        """The per-track table (label: the scored music's column), then what music_distance is made of: its groups
+        and its largest feature terms."""
+        lines = [metrics.format_table(self.generated, self.holdout, label=label)]
         if self.groups:
             lines.append("music_distance by group: " + ", ".join(f"{g} {v:.2f}" for g, v in self.groups.items()))
         if self.terms:
