@@ -641,7 +641,8 @@ def test_a_worker_cut_off_from_the_network_rejoins_and_its_trial_resumes_elsewhe
     wait_for_first_checkpoint(cluster, search, experiment)
     # the worker whose processes include the trial's actor (Tune runs a function trainable as ImplicitFunc)
     (victim,) = [c for c in cluster.containers("ray-worker")
-                 if "ray::ImplicitFunc" in run(["docker", "top", c, "-eo", "args"], check=False).stdout]
+                 if any(title in run(["docker", "top", c, "-eo", "pid,args"]).stdout
+                        for title in ("ray::ImplicitFunc", "chorus_trial"))]
     network = next(iter(cluster.inspect(victim)["NetworkSettings"]["Networks"]))
     run(["docker", "network", "disconnect", network, victim])
     try:
