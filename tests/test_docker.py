@@ -571,8 +571,9 @@ def test_head_killed_in_training_and_in_export_then_the_main_job_runs_again(clus
     host. Then the same service runs again on the same volume: a new experiment, `latest` pointing at it, the first
     one untouched. Prints the figures of docs' failure section (benchmarks/head_loss.sh runs this with -s)."""
     experiment = f"docker-headloss-{uuid.uuid4().hex[:6]}"
+    # 24 steps: at the first checkpoint (step 6) both trials are far from done when the head dies
     job = ("chorus submit --address http://ray-head:8265 -- search configs/search.yaml"
-           f" --set experiment={experiment} " + " ".join(LIGHT))
+           f" --set experiment={experiment} " + " ".join(LIGHT) + " --set train.steps=24")
     started = time.time()
     search = start_search_service(cluster, job)
     wait_for_first_checkpoint(cluster, search, experiment)
@@ -581,8 +582,12 @@ def test_head_killed_in_training_and_in_export_then_the_main_job_runs_again(clus
     at_resume = newest_checkpoints(cluster, experiment)  # the old trials are gone with their workers by now
     # a trial restored from its checkpoint says so when it starts training again
     training_again = wait_for_log(cluster, search, "chorus: resuming at step", 1, 900)
-    # second kill: while the resumed search exports (its line comes before anything is written)
-    wait_for_log(cluster, search, "chorus: exporting results to", 1, 1200)
+    # second kill: while the resumed search exports, once its staging folder (written whole, then swapped in) is there
+    start = time.monotonic()
+    while not list(cluster.results.glob(f".{experiment}.*-partial")):
+        assert cluster.inspect(search)["State"]["Running"], run(["docker", "logs", search], check=False).stderr
+        assert time.monotonic() - start < 1200, "the search did not start exporting"
+        time.sleep(0.1)
     kill_head(cluster)
     assert not on_volume(cluster, f"/shared/ray_results/{experiment}/chorus-done.json"), "export had finished"
     rc, logs = finish_search_service(cluster, search)
@@ -594,11 +599,11 @@ def test_head_killed_in_training_and_in_export_then_the_main_job_runs_again(clus
 
     res = cluster.results / experiment
     rows = {r["trial_id"]: r for r in csv.DictReader((res / "trials.csv").open())}
-    assert len(rows) == 2 and all(r["status"] == "TERMINATED" and r["step"] == "12" for r in rows.values()), rows
+    assert len(rows) == 2 and all(r["status"] == "TERMINATED" and r["step"] == "24" for r in rows.values()), rows
     redone = {}
     for folder, step in at_resume.items():
         row = next(r for tid, r in rows.items() if tid in folder)
-        if step < 12:  # unfinished at the kill: it continued from its newest complete checkpoint, not earlier
+        if step < 24:  # unfinished at the kill: it continued from its newest complete checkpoint, not earlier
             assert int(row["resumed_from_step"]) == step, (folder, step, row)
         redone[row["trial_id"]] = int(row["resumed_from_step"])
     for name in ("trials.md", "report.html", "best/config.yaml", "search.json"):
@@ -608,7 +613,7 @@ def test_head_killed_in_training_and_in_export_then_the_main_job_runs_again(clus
     assert {r["trial_id"] for r in csv.DictReader((res / "trials.csv").open())} == set(rows)
     report = (res / "report.html").read_text()
     assert all(f"samples/{w.name}" in report for w in (res / "samples").glob("*.wav"))
-    print(f"\nhead loss figures ({len(rows)} trials of 12 steps, checkpoints every 6):"
+    print(f"\nhead loss figures ({len(rows)} trials of 24 steps, checkpoints every 6):"
           f"\n  head kill -> search resubmitted: {resumed - killed:.0f} s"
           f"\n  head kill -> a trial training again (restored from its checkpoint): {training_again - killed:.0f} s"
           f"\n  trials resumed from step (newest complete checkpoint at the resume): {redone}"
@@ -622,7 +627,7 @@ def test_head_killed_in_training_and_in_export_then_the_main_job_runs_again(clus
     assert rc == 0, logs[-8000:]
     assert f"this search is '{experiment}-2'" in logs, logs[-8000:]
     again = list(csv.DictReader((cluster.results / f"{experiment}-2" / "trials.csv").open()))
-    assert len(again) == 2 and all(r["status"] == "TERMINATED" and r["step"] == "12" for r in again), again
+    assert len(again) == 2 and all(r["status"] == "TERMINATED" and r["step"] == "24" for r in again), again
     assert os.readlink(cluster.results / "latest") == f"{experiment}-2"
     assert listing(res) == before
     print(f"  the same search without a fault: {second_wall:.0f} s; extra wall time of the two kills: "
