@@ -15,7 +15,7 @@ if ! bash scripts/ensure-docker.sh; then
 fi
 .venv/bin/ruff check .
 set +e
-.venv/bin/python -m pytest -m "" "$@"
+.venv/bin/python -m pytest -m "" --durations=20 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
