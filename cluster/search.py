@@ -36,7 +36,6 @@ from chorus.data.errors import InputError
 
 EXPERIMENT_LINE = "chorus: search experiment: "  # then its path; `chorus submit` resumes it after a lost head
 DONE_FILE = "chorus-done.json"  # in the experiment's storage dir, written once its results are exported
-LATEST = "latest"  # <results_dir>/latest -> the newest experiment's results (a symlink; a text file on URIs)
 # settings that do not change which trials run: a search that differs only here resumes an interrupted one
 _NOT_COMPARED = ("experiment", "storage_path", "results_dir", "max_concurrent_trials")
 
