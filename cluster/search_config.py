@@ -9,8 +9,6 @@ A search file holds two kinds of top-level keys:
 `--set num_samples=2` the search. Nothing here imports Ray; `cluster.tune_adapter` turns a `Search` into Tune
 objects.
 """
-from __future__ import annotations
-
 import dataclasses
 import difflib
 import math
@@ -18,18 +16,21 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, with_config
 
 from chorus.data.errors import InputError
+from chorus.data.settings import SECTION, Bool, Int, Num, Str
 from chorus.trainer.config import (
     Config,
     apply_overrides,
+    assemble_config,
     build_dataclass,
     config_from_dict,
-    deep_merge,
-    default_config_path,
     read_yaml,
     resolve_config_path,
+    upgrade_config_doc,
 )
 
 TRAINING_SECTIONS = tuple(f.name for f in dataclasses.fields(Config))  # data, model, train, eval, sample, run
@@ -37,41 +38,45 @@ DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 ALWAYS_REPORTED = ("d_loss", "g_loss", "step", "samples_per_sec")  # in every trainer report, not only at evals
 
 
+@with_config(SECTION)
 @dataclass
 class SchedulerSpec:
-    type: str = field(default="fifo", metadata={"choices": ["fifo", "asha", "pbt"]})
-    grace_period: int = field(default=1, metadata={"min": 1})  # asha: steps before a trial may be stopped
-    reduction_factor: float = field(default=2.0, metadata={"min_exclusive": 1.0})  # asha: keep 1/factor per rung
-    perturbation_interval: int = field(default=0, metadata={"min": 0})  # pbt: steps per exploit; 0 = checkpoint_every
-    quantile_fraction: float = field(default=0.25, metadata={"min": 0.0, "max": 0.5})  # pbt: share that copies the top
+    type: Literal["fifo", "asha", "pbt"] = "fifo"
+    grace_period: Annotated[Int, Field(ge=1)] = 1  # asha: steps before a trial may be stopped
+    reduction_factor: Annotated[Num, Field(gt=1.0)] = 2.0  # asha: keep 1/factor per rung
+    perturbation_interval: Annotated[Int, Field(ge=0)] = 0  # pbt: steps per exploit; 0 = checkpoint_every
+    quantile_fraction: Annotated[Num, Field(ge=0.0, le=0.5)] = 0.25  # pbt: share that copies the top
 
 
+@with_config(SECTION)
 @dataclass
 class ResourcesSpec:
-    cpus: float = field(default=1.0, metadata={"min_exclusive": 0.0})  # CPUs per trial (per worker when workers > 1)
-    gpus: float = field(default=0.0, metadata={"min": 0.0})  # GPUs per trial (per worker when workers > 1)
-    workers: int = field(default=1, metadata={"min": 1})  # > 1: each trial is a multi-worker TensorflowTrainer run
+    cpus: Annotated[Num, Field(gt=0.0)] = 1.0  # CPUs per trial (per worker when workers > 1)
+    gpus: Annotated[Num, Field(ge=0.0)] = 0.0  # GPUs per trial (per worker when workers > 1)
+    workers: Annotated[Int, Field(ge=1)] = 1  # > 1: each trial is a multi-worker TensorflowTrainer run
 
 
+# The search settings have no file of defaults: each is written once, here.
+@with_config(SECTION)
 @dataclass
 class SearchSpec:
-    experiment: str = "chorus-search"  # results/<experiment>/ and the Ray experiment name (what --resume takes)
-    base: str | None = None  # training preset under this file (CWD, this file's dir, repo); null = default.yaml
-    space: dict = field(default_factory=dict)  # dotted config key -> {choice|grid|uniform|loguniform|randint: [...]}
-    num_samples: int = field(default=1, metadata={"min": 1})  # samples of the space (times every grid combination)
-    metric: str = "music_distance"  # reported metric that ranks trials and checkpoints
-    mode: str = field(default="min", metadata={"choices": ["min", "max"]})
+    experiment: Str = "chorus-search"  # results/<experiment>/ and the Ray experiment name (what --resume takes)
+    base: Str | None = None  # training preset under this file (CWD, this file's dir, repo); null = default.yaml
+    space: Any = field(default_factory=dict)  # dotted config key -> {choice|grid|uniform|loguniform|randint: [...]}
+    num_samples: Annotated[Int, Field(ge=1)] = 1  # samples of the space (times every grid combination)
+    metric: Str = "music_distance"  # reported metric that ranks trials and checkpoints
+    mode: Literal["min", "max"] = "min"
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
-    max_concurrent_trials: int = field(default=0, metadata={"min": 0})  # 0 = as many as the resources allow
-    max_failures: int = field(default=2, metadata={"min": -1})  # retries per trial from its checkpoint; -1 = forever
-    num_to_keep: int = field(default=2, metadata={"min": 1})  # checkpoints kept per trial: best by metric (+ latest)
-    storage_path: str | None = None  # Ray storage: dir, shared volume or s3://; null = $CHORUS_STORAGE_PATH or runs/ray
-    results_dir: str | None = None  # <results_dir>/<experiment>/ (path or s3://); null = $CHORUS_RESULTS_DIR or results
-    threads: int = field(default=0, metadata={"min": 0})  # TF threads per trial (per worker); 0 = from resources.cpus
-    time_budget_s: float = field(default=0.0, metadata={"min": 0.0})  # stop every trial after this long; 0 = none
-    reuse_actors: bool = True  # a trial process runs the next trial: TensorFlow stays imported, the step traced
-    seed: int | None = field(default=None, metadata={"min": 0})  # draws of the space; null = different each search
+    max_concurrent_trials: Annotated[Int, Field(ge=0)] = 0  # 0 = as many as the resources allow
+    max_failures: Annotated[Int, Field(ge=-1)] = 2  # retries per trial from its checkpoint; -1 = forever
+    num_to_keep: Annotated[Int, Field(ge=1)] = 2  # checkpoints kept per trial: best by metric (+ latest)
+    storage_path: Str | None = None  # Ray storage: dir, shared volume or s3://; null = $CHORUS_STORAGE_PATH or runs/ray
+    results_dir: Str | None = None  # <results_dir>/<experiment>/ (path or s3://); null = $CHORUS_RESULTS_DIR or results
+    threads: Annotated[Int, Field(ge=0)] = 0  # TF threads per trial (per worker); 0 = from resources.cpus
+    time_budget_s: Annotated[Num, Field(ge=0.0)] = 0.0  # stop every trial after this long; 0 = none
+    reuse_actors: Bool = True  # a trial process runs the next trial: TensorFlow stays imported, the step traced
+    seed: Annotated[Int, Field(ge=0)] | None = None  # draws of the space; null = different each search
 
 
 @dataclass
@@ -240,13 +245,11 @@ def build_search(doc: dict[str, Any], *, search_file: str | Path | None = None,
         raise InputError(f"{source}experiment: expected a plain name (no '/', not 'latest'), got {spec.experiment!r}")
 
     # training config: default.yaml <- base <- sections in this file <- --set train.x=...
-    config_doc = read_yaml(default_config_path()) if default_config_path().is_file() else {}
+    base_doc = {}
     if spec.base is not None:
         spec.base = str(_resolve_base(spec.base, search_file, source))
-        config_doc = deep_merge(config_doc, read_yaml(spec.base))
-    config_doc = deep_merge(config_doc, training_doc)
-    config_doc = apply_overrides(config_doc, training_sets)
-    cfg = config_from_dict(config_doc, source=source)
+        base_doc = read_yaml(spec.base)
+    cfg = assemble_config(base_doc, training_doc, overrides=training_sets, source=source)
     # trials run in their own working directories, possibly on other machines: relative paths would break
     cfg.data.cache_dir = _absolute(cfg.data.cache_dir)
     cfg.data.path = _absolute(cfg.data.path)
@@ -291,5 +294,7 @@ def search_to_dict(search: Search) -> dict[str, Any]:
 
 
 def search_from_dict(doc: dict[str, Any]) -> Search:
+    """The snapshot's base_config is a saved training config: one of an older format is upgraded by its rule."""
     spec = build_dataclass(SearchSpec, doc["spec"], source="saved search: ")
-    return Search(spec=spec, base_config=doc["base_config"], source=doc.get("source", ""))
+    base_config = upgrade_config_doc(doc["base_config"], source="saved search: base_config: ")
+    return Search(spec=spec, base_config=base_config, source=doc.get("source", ""))

@@ -1,10 +1,14 @@
 """Config loading: defaults, presets, overrides, and errors that name the key."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 
 from chorus.data.errors import InputError
-from chorus.trainer.config import CONFIG_DIR, load_config
+from chorus.trainer.config import CONFIG_DIR, CONFIG_VERSION, config_from_dict, dump_config, load_config, read_yaml
 
 
 def test_default_config_lists_every_setting():
@@ -65,3 +69,114 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
     f.write_text("model:\n  widht: 8\n")
     with pytest.raises(InputError, match=r"x.yaml: model.widht: unknown config key \(did you mean model.width\?\)"):
         load_config(f)
+
+
+# ------------------------------------------------------------------------------ one source for every default
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _leaves(doc: dict, prefix: str = "") -> list[str]:
+    return [k for key, value in doc.items()
+            for k in (_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
+
+
+def _without(doc: dict, key: str) -> dict:
+    head, _, rest = key.partition(".")
+    return {k: (_without(v, rest) if k == head and rest else v) for k, v in doc.items() if not (k == head and not rest)}
+
+
+def test_the_typed_model_writes_no_default():
+    """default.yaml is the one place a default is written: the training sections have none, and DataConfig's
+    (kept for building datasets in code) are read from default.yaml, so the two cannot drift apart."""
+    import dataclasses
+
+    from chorus.data.settings import DataConfig
+    from chorus.trainer.config import Config
+
+    for section in dataclasses.fields(Config):
+        if section.type is DataConfig:
+            continue
+        for f in dataclasses.fields(section.type):
+            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, \
+                f"{section.name}.{f.name} has a default in the model; write it in configs/default.yaml only"
+    default_data = yaml.safe_load((CONFIG_DIR / "default.yaml").read_text())["data"]
+    assert dataclasses.asdict(DataConfig()) == default_data
+
+
+def _current_doc() -> dict:
+    return yaml.safe_load(dump_config(load_config()))
+
+
+@pytest.mark.parametrize("key", _leaves(yaml.safe_load((CONFIG_DIR / "default.yaml").read_text())))
+def test_every_key_of_default_yaml_is_required(key):
+    """A config in the current format that lacks a key is refused: nothing else could supply its value."""
+    doc = _current_doc()
+    assert doc["config_version"] == CONFIG_VERSION
+    config_from_dict(doc)
+    with pytest.raises(InputError, match=rf"^{re.escape(key)}: missing config key"):
+        config_from_dict(_without(doc, key))
+
+
+def test_saved_config_records_its_version_and_loads_back():
+    cfg = load_config("tiny", ["train.steps=7"])
+    doc = yaml.safe_load(dump_config(cfg))
+    assert list(doc)[0] == "config_version" and doc["config_version"] == CONFIG_VERSION
+    assert config_from_dict(doc) == cfg
+    with pytest.raises(InputError, match=r"x.yaml: config_version: this chorus reads formats 1 to \d+, got 99"):
+        config_from_dict({**doc, "config_version": 99}, source="x.yaml: ")
+
+
+def test_format_1_run_loads_with_exactly_the_values_it_trained_with():
+    """tests/data/format1_run_config.yaml is a run's config.yaml as chorus wrote it before config_version."""
+    saved = read_yaml(DATA / "format1_run_config.yaml")
+    assert "config_version" not in saved
+    loaded = config_from_dict(saved).to_dict()
+    assert loaded.pop("config_version") == CONFIG_VERSION
+    assert loaded == saved
+
+
+DRIFTED = {"model.hold_steps": 1, "model.key_normalize": False, "train.steps": 300, "train.ema_decay": 0.0,
+           "train.eval_every": 50, "train.checkpoint_every": 50, "train.sample_every": 50, "eval.num_samples": 64}
+
+
+def test_format_1_keys_it_lacks_take_the_values_old_code_used():
+    """A format-1 run saved before a key existed trained with the old dataclass default (frozen in
+    FORMAT_1_DEFAULTS), not with default.yaml's value: key_normalize off, hold_steps 1, and so on."""
+    saved = read_yaml(DATA / "format1_run_config.yaml")
+    for key in DRIFTED:
+        saved = _without(saved, key)
+    cfg = config_from_dict(saved)
+    for key, old in DRIFTED.items():
+        section, name = key.split(".")
+        assert getattr(getattr(cfg, section), name) == old, key
+    current = load_config()
+    assert all(getattr(getattr(current, k.split(".")[0]), k.split(".")[1]) != v for k, v in DRIFTED.items())
+
+
+def test_format_1_table_is_what_the_old_dataclasses_held():
+    """format1_dataclass_defaults.yaml was generated from the old code (Config().to_dict())."""
+    from chorus.trainer.config import FORMAT_1_DEFAULTS
+
+    assert FORMAT_1_DEFAULTS == read_yaml(DATA / "format1_dataclass_defaults.yaml")
+
+
+def test_a_format_1_run_can_be_resumed_with_the_config_it_made(tmp_path):
+    from chorus.trainer.rundir import check_resumable
+
+    (tmp_path / "config.yaml").write_text((DATA / "format1_run_config.yaml").read_text())
+    cfg = config_from_dict(read_yaml(DATA / "format1_run_config.yaml"))
+    check_resumable(tmp_path, cfg.to_dict())
+    with pytest.raises(InputError, match="model.hold_steps=2, not 1"):
+        check_resumable(tmp_path, config_from_dict(read_yaml(DATA / "format1_run_config.yaml"),
+                                                   {"model.hold_steps": 1}).to_dict())
+
+
+def test_search_and_train_layer_the_same_way():
+    """One function layers default.yaml <- base <- file <- --set for `chorus train` and `chorus search`."""
+    from chorus.cluster.search_config import build_search
+
+    search = build_search({"base": "tiny", "train": {"steps": 9}}, overrides=["train.g_lr=2e-4"])
+    trained = load_config("tiny", ["train.steps=9", "train.g_lr=2e-4"]).to_dict()
+    trained["data"]["cache_dir"] = search.base_config["data"]["cache_dir"]  # a search makes paths absolute
+    assert search.base_config == trained

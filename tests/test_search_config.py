@@ -133,3 +133,20 @@ def test_commands_module_does_not_import_ray():
             "c.register(p.add_subparsers()); print('ray' in sys.modules, 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_snapshot_of_the_previous_format_resumes_as_it_ran():
+    """A search snapshot saved before config_version holds a format-1 base_config: it is read by that format's
+    rule, so a key it lacks takes the value its trials trained with (the old default), not default.yaml's."""
+    from chorus.trainer.config import CONFIG_VERSION, read_yaml
+
+    base = read_yaml(REPO / "tests" / "data" / "format1_run_config.yaml")
+    del base["model"]["key_normalize"]
+    snapshot = search_to_dict(load_search(REPO / "configs" / "search.yaml"))
+    snapshot["base_config"] = base
+    search = search_from_dict(snapshot)
+    assert search.base_config["config_version"] == CONFIG_VERSION
+    assert search.base_config["model"]["key_normalize"] is False
+    from chorus.cluster.search_config import trial_config
+
+    assert trial_config(search.base_config, {"train.g_lr": 2e-4}).model.key_normalize is False

@@ -1,107 +1,165 @@
-"""Typed run configuration: YAML files and dotted overrides, validated into dataclasses.
+"""Typed run configuration: YAML files and dotted overrides, validated by pydantic into dataclasses.
 
-Every default lives in configs/default.yaml; the dataclass defaults below mirror it so that a preset only
-needs to name what it changes. Unknown keys, wrong types and out-of-range values raise InputError naming the key.
+Every default is written once, in configs/default.yaml. The dataclasses below hold types and ranges and no
+defaults, so a new config is layered the one way `assemble_config` does it: default.yaml <- preset(s) <- `--set`.
+A run saves its whole config with `config_version` (CONFIG_VERSION); a saved config of an older format is read by
+the explicit rule in `upgrade_config_doc`, never by a second set of defaults. Unknown keys, missing keys, wrong
+types and out-of-range values raise a one-line InputError naming the key.
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations`: dataclasses.fields(Config) gives the section classes themselves.
+import copy
 import dataclasses
 import difflib
 import importlib.resources
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field, TypeAdapter, ValidationError, with_config
 
 from chorus.data.errors import InputError
-from chorus.data.settings import DataConfig
+from chorus.data.settings import SECTION, Bool, DataConfig, Int, Num, Str
 
 # The bundled presets ship as package data (chorus.configs), so an installed wheel finds them from any directory.
 CONFIG_DIR = Path(str(importlib.resources.files("chorus.configs")))
 
 
+@with_config(SECTION)
 @dataclass
 class ModelConfig:
-    width: int = field(default=16, metadata={"min": 1})  # filters of the first down block; the lab uses 64
-    z_channels: int = field(default=128, metadata={"min": 1})  # noise channels at the 2x8 bottleneck; lab 512
-    kernel_size: int = field(default=4, metadata={"min": 1})
-    leaky_slope: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
-    bn_momentum: float = field(default=0.8, metadata={"min": 0.0, "max": 1.0})
-    head: str = field(default="categorical", metadata={"choices": ["tanh", "categorical"]})  # the lab: tanh
-    pitch_low: int = field(default=32, metadata={"min": 0, "max": 127})  # lowest pitch the model sees; lab 0
-    pitch_window: int = field(default=64, metadata={"min": 16, "max": 128})  # pitches the model sees; lab 128
-    copy_melody: bool = True  # track 0 of the output is the conditioning melody; the lab: false
-    hold_steps: int = field(default=1, metadata={"min": 1})  # the head decides once per this many steps; lab 1
-    critic_harmony: bool = False  # the critic also sees each step's pitch classes per voice; the lab: false
-    key_normalize: bool = False  # train and generate in C: each window moved by its melody's key; the lab: false
+    width: Annotated[Int, Field(ge=1)]  # filters of the first down block
+    z_channels: Annotated[Int, Field(ge=1)]  # noise channels at the 2x8 bottleneck
+    kernel_size: Annotated[Int, Field(ge=1)]
+    leaky_slope: Annotated[Num, Field(ge=0.0, le=1.0)]
+    bn_momentum: Annotated[Num, Field(ge=0.0, le=1.0)]
+    head: Literal["tanh", "categorical"]
+    pitch_low: Annotated[Int, Field(ge=0, le=127)]  # lowest pitch the model sees
+    pitch_window: Annotated[Int, Field(ge=16, le=128)]  # pitches the model sees
+    copy_melody: Bool  # track 0 of the output is the conditioning melody
+    hold_steps: Annotated[Int, Field(ge=1)]  # the head decides once per this many steps
+    critic_harmony: Bool  # the critic also sees each step's pitch classes per voice
+    key_normalize: Bool  # train and generate in C: each window moved by its melody's key
 
 
+@with_config(SECTION)
 @dataclass
 class TrainConfig:
-    steps: int = field(default=300, metadata={"min": 1})
-    batch_size: int = field(default=32, metadata={"min": 1})
-    n_critic: int = field(default=5, metadata={"min": 1})
-    gp_weight: float = field(default=10.0, metadata={"min": 0.0})
-    d_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
-    g_lr: float = field(default=1e-3, metadata={"min_exclusive": 0.0})
-    lr_end_fraction: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})  # linear decay; 1 = constant
+    steps: Annotated[Int, Field(ge=1)]
+    batch_size: Annotated[Int, Field(ge=1)]
+    n_critic: Annotated[Int, Field(ge=1)]
+    gp_weight: Annotated[Num, Field(ge=0.0)]
+    d_lr: Annotated[Num, Field(gt=0.0)]
+    g_lr: Annotated[Num, Field(gt=0.0)]
+    lr_end_fraction: Annotated[Num, Field(ge=0.0, le=1.0)]  # linear decay; 1 = constant
     # samples, evaluation and `chorus generate` use an exponential moving average of the generator's weights
-    ema_decay: float = field(default=0.0, metadata={"min": 0.0, "max": 0.9999})  # 0 = off (the lab)
-    beta1: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
-    beta2: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
-    strategy: str = field(default="auto", metadata={"choices": ["auto", "default", "mirrored", "multi_worker"]})
-    jit_compile: bool = False
-    mixed_precision: bool = False
-    seed: int = 0
-    threads: int = field(default=0, metadata={"min": 0})
-    cpu_devices: int = field(default=1, metadata={"min": 1})
-    log_every: int = field(default=10, metadata={"min": 1})
-    eval_every: int = field(default=50, metadata={"min": 1})
-    checkpoint_every: int = field(default=50, metadata={"min": 1})
-    keep_checkpoints: int = field(default=5, metadata={"min": 1})
-    keep_worker_checkpoints: bool = False
-    sample_every: int = field(default=50, metadata={"min": 1})
-    augment_transpose: int = field(default=0, metadata={"min": 0, "max": 24})  # random shift, +-semitones
+    ema_decay: Annotated[Num, Field(ge=0.0, le=0.9999)]  # 0 = off
+    beta1: Annotated[Num, Field(ge=0.0, le=1.0)]
+    beta2: Annotated[Num, Field(ge=0.0, le=1.0)]
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"]
+    jit_compile: Bool
+    mixed_precision: Bool
+    seed: Int
+    threads: Annotated[Int, Field(ge=0)]
+    cpu_devices: Annotated[Int, Field(ge=1)]
+    log_every: Annotated[Int, Field(ge=1)]
+    eval_every: Annotated[Int, Field(ge=1)]
+    checkpoint_every: Annotated[Int, Field(ge=1)]
+    keep_checkpoints: Annotated[Int, Field(ge=1)]
+    keep_worker_checkpoints: Bool
+    sample_every: Annotated[Int, Field(ge=1)]
+    augment_transpose: Annotated[Int, Field(ge=0, le=24)]  # random shift, +-semitones
 
 
+@with_config(SECTION)
 @dataclass
 class EvalConfig:
-    num_samples: int = field(default=64, metadata={"min": 1})
-    qualified_min_steps: int = field(default=2, metadata={"min": 1})
-    seed: int = 1234
+    num_samples: Annotated[Int, Field(ge=1)]
+    qualified_min_steps: Annotated[Int, Field(ge=1)]
+    seed: Int
 
 
+@with_config(SECTION)
 @dataclass
 class SampleConfig:
-    num: int = field(default=4, metadata={"min": 1})
-    tempo: float = field(default=100.0, metadata={"min_exclusive": 0.0})
-    programs: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    track_names: list[str] = field(default_factory=lambda: ["soprano", "alto", "tenor", "bass"])
-    threshold: float = field(default=0.0, metadata={"min": -1.0, "max": 1.0})
-    seed: int = 99
-    audio: str = field(default="auto", metadata={"choices": ["auto", "fluidsynth", "numpy", "none"]})
-    sample_rate: int = field(default=22050, metadata={"min": 8000})
+    num: Annotated[Int, Field(ge=1)]
+    tempo: Annotated[Num, Field(gt=0.0)]
+    programs: list[Int]
+    track_names: list[Str]
+    threshold: Annotated[Num, Field(ge=-1.0, le=1.0)]
+    seed: Int
+    audio: Literal["auto", "fluidsynth", "numpy", "none"]
+    sample_rate: Annotated[Int, Field(ge=8000)]
 
 
+@with_config(SECTION)
 @dataclass
 class RunConfig:
-    dir: str = "runs/default"
+    dir: Str
 
 
+@with_config(SECTION)
 @dataclass
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    eval: EvalConfig
+    sample: SampleConfig
+    run: RunConfig
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Everything a run needs to load again: every setting, and the format they are written in."""
+        return {"config_version": CONFIG_VERSION, **dataclasses.asdict(self)}
+
+
+# --------------------------------------------------------------------------------------------- versions
+# The format of a saved config (a run's config.yaml, a checkpoint's, a search snapshot's base_config). Bump it when
+# a change would make an old saved config load differently, and add that format's rule to upgrade_config_doc.
+CONFIG_VERSION = 2
+
+# Format 1: written before config_version existed (up to commit efacc32). Its loader filled a key that a saved
+# config lacked (one saved before that key existed) from the dataclass defaults, which in eight places were not
+# default.yaml's (model.hold_steps, model.key_normalize, train.steps, train.ema_decay, train.eval_every,
+# train.checkpoint_every, train.sample_every, eval.num_samples). Those runs trained with these values. Frozen.
+FORMAT_1_DEFAULTS: dict[str, Any] = {
+    "data": {"source": "chorales", "path": None, "cache_dir": ".cache/chorus/data", "steps": 32, "pitches": 128,
+             "tracks": 4, "steps_per_beat": 4, "beats_per_bar": 4, "hop_bars": 1, "transpose": 0,
+             "empty_voice": "drop", "holdout_fraction": 0.1, "max_pieces": None, "seed": 0, "track_map": None,
+             "order_by_pitch": False},
+    "model": {"width": 16, "z_channels": 128, "kernel_size": 4, "leaky_slope": 0.2, "bn_momentum": 0.8,
+              "head": "categorical", "pitch_low": 32, "pitch_window": 64, "copy_melody": True, "hold_steps": 1,
+              "critic_harmony": False, "key_normalize": False},
+    "train": {"steps": 300, "batch_size": 32, "n_critic": 5, "gp_weight": 10.0, "d_lr": 0.001, "g_lr": 0.001,
+              "lr_end_fraction": 1.0, "ema_decay": 0.0, "beta1": 0.5, "beta2": 0.9, "strategy": "auto",
+              "jit_compile": False, "mixed_precision": False, "seed": 0, "threads": 0, "cpu_devices": 1,
+              "log_every": 10, "eval_every": 50, "checkpoint_every": 50, "keep_checkpoints": 5,
+              "keep_worker_checkpoints": False, "sample_every": 50, "augment_transpose": 0},
+    "eval": {"num_samples": 64, "qualified_min_steps": 2, "seed": 1234},
+    "sample": {"num": 4, "tempo": 100.0, "programs": [0, 0, 0, 0], "track_names": ["soprano", "alto", "tenor", "bass"],
+               "threshold": 0.0, "seed": 99, "audio": "auto", "sample_rate": 22050},
+    "run": {"dir": "runs/default"},
+}
+
+
+def upgrade_config_doc(doc: dict[str, Any], source: str = "") -> dict[str, Any]:
+    """A config document in the current format (config_version: CONFIG_VERSION).
+
+    - No config_version: format 1. Every key it lacks takes its FORMAT_1_DEFAULTS value, the one the run used.
+    - config_version: CONFIG_VERSION: returned as it is; it must name every key (nothing is filled in).
+    - Anything else was written by a newer chorus (or by hand) and is refused.
+    """
+    if not isinstance(doc, dict):
+        return doc  # validation names the problem
+    version = doc.get("config_version", 1)
+    if isinstance(version, bool) or version not in (1, CONFIG_VERSION):
+        raise InputError(f"{source}config_version: this chorus reads formats 1 to {CONFIG_VERSION}, got {version!r}")
+    rest = {k: v for k, v in doc.items() if k != "config_version"}
+    if version == 1:
+        rest = deep_merge(copy.deepcopy(FORMAT_1_DEFAULTS), rest)
+    return {"config_version": CONFIG_VERSION, **rest}
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -167,75 +225,108 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return doc
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str, meta: dict[str, Any], source: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key, meta, source)
-    if origin is list:
-        if not isinstance(value, list):
-            raise InputError(f"{source}{key}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], f"{key}[{i}]", {}, source) for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise InputError(f"{source}{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{source}{key}: expected an integer, got {value!r}")
-    elif tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"{source}{key}: expected a number, got {value!r}")
-        value = float(value)
-        if value != value:
-            raise InputError(f"{source}{key}: expected a number, got NaN")
-    elif tp is str:
-        if not isinstance(value, str):
-            raise InputError(f"{source}{key}: expected a string, got {value!r}")
-    if "choices" in meta and value not in meta["choices"]:
-        raise InputError(f"{source}{key}: expected one of {', '.join(map(str, meta['choices']))}, got {value!r}")
-    if "min" in meta and value < meta["min"]:
-        raise InputError(f"{source}{key}: must be >= {meta['min']}, got {value!r}")
-    if "min_exclusive" in meta and value <= meta["min_exclusive"]:
-        raise InputError(f"{source}{key}: must be > {meta['min_exclusive']}, got {value!r}")
-    if "max" in meta and value > meta["max"]:
-        raise InputError(f"{source}{key}: must be <= {meta['max']}, got {value!r}")
-    return value
-
-
-def build_dataclass(cls: type, doc: Any, prefix: str = "", source: str = "") -> Any:
-    """Validate a mapping into dataclass `cls`; errors name the dotted key and suggest near misses."""
-    if not isinstance(doc, dict):
-        raise InputError(f"{source}{prefix.rstrip('.') or 'config'}: expected a mapping, got {doc!r}")
+def _fields(cls: Any) -> dict[str, Any]:
+    """{name: type} of a config dataclass (Annotated and `| None` unwrapped); {} for anything else."""
+    if not dataclasses.is_dataclass(cls):
+        return {}
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in doc:
-        if key not in fields:
-            near = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" (did you mean {prefix}{near[0]}?)" if near else f" (known keys: {', '.join(fields)})"
-            raise InputError(f"{source}{prefix}{key}: unknown config key{hint}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name not in doc:
-            continue
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = build_dataclass(tp, doc[name], f"{prefix}{name}.", source)
+    return {f.name: _unwrap(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        if typing.get_origin(tp) is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType):
+            inner = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(inner) != 1:
+                return tp
+            tp = inner[0]
         else:
-            kwargs[name] = _coerce(doc[name], tp, f"{prefix}{name}", dict(f.metadata), source)
-    return cls(**kwargs)
+            return tp
+
+
+def _key(loc: tuple) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def _first(errors: list[dict[str, Any]], cls: type) -> dict[str, Any]:
+    """The error to report: the first in field order, depth first, an unknown key before its known siblings."""
+    def order(error: dict[str, Any]) -> tuple:
+        rank, tp = [], cls
+        for part in error["loc"]:
+            fields = _fields(tp)
+            if isinstance(part, int):
+                rank.append(part + 1)
+                tp = typing.get_args(tp)[0] if typing.get_args(tp) else Any
+            else:
+                names = list(fields)
+                rank.append(names.index(part) + 1 if part in names else 0)
+                tp = fields.get(part, Any)
+        return tuple(rank)
+
+    return min(errors, key=order)
+
+
+def _message(error: dict[str, Any], cls: type, source: str) -> str:
+    """One line in chorus's words: `<file>: <dotted key>: <what was wrong>, got <value>`."""
+    loc, kind, value, ctx = error["loc"], error["type"], error.get("input"), error.get("ctx") or {}
+    key = _key(loc) or "config"
+    parent = cls
+    for part in loc[:-1]:
+        parent = _fields(parent).get(part, Any) if not isinstance(part, int) else Any
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        prefix = _key(loc[:-1]) + "." if len(loc) > 1 else ""
+        names = list(_fields(parent))
+        near = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f" (did you mean {prefix}{near[0]}?)" if near else f" (known keys: {', '.join(names)})"
+        return f"{source}{key}: unknown config key{hint}"
+    if kind == "missing":
+        return _missing_message(key, source)
+    if kind == "literal_error":
+        choices = typing.get_args(_fields(parent).get(loc[-1])) or (ctx.get("expected"),)
+        return f"{source}{key}: expected one of {', '.join(map(str, choices))}, got {value!r}"
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+              "less_than": ("<", "lt")}
+    if kind in bounds:
+        op, name = bounds[kind]
+        return f"{source}{key}: must be {op} {ctx[name]}, got {value!r}"
+    if kind == "nan":
+        return f"{source}{key}: expected a number, got NaN"
+    expected = {"int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+                "bool_type": "true or false", "bool_parsing": "true or false", "string_type": "a string",
+                "list_type": "a list", "number": "a number", "float_type": "a number", "float_parsing": "a number",
+                "dataclass_type": "a mapping", "dataclass_args_type": "a mapping", "dict_type": "a mapping",
+                "model_type": "a mapping"}.get(kind)
+    what = f"expected {expected}" if expected else error["msg"]
+    return f"{source}{key}: {what}, got {value!r}"
+
+
+def build_dataclass(cls: type, doc: Any, source: str = "") -> Any:
+    """Validate a mapping into config dataclass `cls` (pydantic: types, ranges, choices, no unknown keys);
+    an InputError names the first bad key and suggests the nearest known one for a misspelt key."""
+    try:
+        return TypeAdapter(cls).validate_python(doc)
+    except ValidationError as exc:
+        raise InputError(_message(_first(exc.errors(), cls), cls, source)) from None
+
+
+def _missing_message(key: str, source: str) -> str:
+    return f"{source}{key}: missing config key (a config_version {CONFIG_VERSION} config names every key)"
+
+
+def _missing(cls: Any, doc: Any, prefix: str = "") -> str | None:
+    """The first key of `cls` that `doc` lacks (DataConfig has defaults, so pydantic would fill them silently)."""
+    fields = _fields(cls)
+    if not fields or not isinstance(doc, dict):
+        return None
+    for name, tp in fields.items():
+        if name not in doc:
+            return f"{prefix}{name}"
+        found = _missing(tp, doc[name], f"{prefix}{name}.")
+        if found:
+            return found
+    return None
 
 
 def check_consistency(cfg: Config, source: str = "") -> None:
@@ -297,29 +388,41 @@ def resolve_config_path(name: str | Path, *, next_to: Path | None = None, key: s
                      f"nor a bundled preset: {', '.join(preset_names())})")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """default.yaml <- preset file <- --set overrides, validated into a Config."""
-    doc = read_yaml(default_config_path()) if default_config_path().is_file() else {}
-    source = ""
-    if path is not None:
-        path = resolve_config_path(path)
-        source = f"{path}: "
-        if path != default_config_path().resolve():
-            doc = deep_merge(doc, read_yaml(path))
+def assemble_config(*docs: dict[str, Any], overrides: list[str] | None = None, source: str = "") -> Config:
+    """The one way a training config is layered: default.yaml <- each of `docs` in turn (a preset, a search's
+    base, a search file's sections) <- `--set` overrides; then validated. Used by `chorus train` and the search."""
+    doc = {"config_version": CONFIG_VERSION, **read_yaml(default_config_path())}
+    for layer in docs:
+        doc = deep_merge(doc, layer)
     return config_from_dict(apply_overrides(doc, overrides or []), source=source)
 
 
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """default.yaml <- preset file <- --set overrides, validated into a Config."""
+    if path is None:
+        return assemble_config(overrides=overrides)
+    path = resolve_config_path(path)
+    return assemble_config(read_yaml(path), overrides=overrides, source=f"{path}: ")
+
+
 def config_from_dict(doc: dict[str, Any], values: dict[str, Any] | None = None, source: str = "") -> Config:
-    """The one place a Config is assembled (the CLI, saved runs, search trials): a document of sections, then
-    `values` as {dotted key: value} on top, validated (types, ranges, cross-field rules)."""
+    """The one place a Config is validated (the CLI, saved runs, search trials): a document of sections, brought
+    to the current format by upgrade_config_doc, then `values` as {dotted key: value} on top, validated (types,
+    ranges, every key present, cross-field rules)."""
+    doc = upgrade_config_doc(doc, source)
     for key, value in (values or {}).items():
         doc = set_key(doc, key, value)
+    doc = {k: v for k, v in doc.items() if k != "config_version"} if isinstance(doc, dict) else doc
     cfg = build_dataclass(Config, doc, source=source)
+    missing = _missing(Config, doc)
+    if missing:
+        raise InputError(_missing_message(missing, source))
     check_consistency(cfg, source)
     return cfg
 
 
 def dump_config(cfg: Config) -> str:
+    """The YAML a run saves: every setting and config_version, so that the run loads again as it trained."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 

@@ -12,6 +12,7 @@ import yaml
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
 from chorus.data.versions import versions
+from chorus.trainer.config import upgrade_config_doc
 
 STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's state file, beside the checkpoint files
 
@@ -76,9 +77,10 @@ def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_resumable(run_dir: Path, config_doc: dict[str, Any]) -> None:
-    """A run dir is resumed only by the config that made it (up to RESUMABLE_CHANGES)."""
+    """A run dir is resumed only by the config that made it (up to RESUMABLE_CHANGES); a config saved in an older
+    format is compared as its format's rule reads it (chorus.trainer.config.upgrade_config_doc)."""
     saved_path = run_dir / "config.yaml"
-    saved = flatten(yaml.safe_load(saved_path.read_text()) or {})
+    saved = flatten(upgrade_config_doc(yaml.safe_load(saved_path.read_text()) or {}, source=f"{saved_path}: "))
     new = flatten(config_doc)
     diffs = [k for k in sorted(set(saved) | set(new))
              if k not in RESUMABLE_CHANGES and saved.get(k) != new.get(k)]
