@@ -62,7 +62,7 @@ def search_doc(arm: str, *, base: str, trials: int, interval: int, quantile_frac
     return {"experiment": f"pbt-vs-fifo-{arm}", "base": str(REPO / base), "space": SPACE, "num_samples": trials,
             "metric": METRIC, "mode": "min", "scheduler": scheduler, "resources": {"cpus": 1}, "threads": 1,
             "max_concurrent_trials": 0, "max_failures": 0, "num_to_keep": 2,
-            # a fresh process per trial, as when the README's figures were measured
+            # a fresh process per trial, as when benchmarks/results/2026-11-30-pbt-vs-fifo.md was measured
             "reuse_actors": False, "seed": seed,
             "storage_path": str(work / "store"), "results_dir": str(work / "results")}
 

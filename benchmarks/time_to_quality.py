@@ -8,8 +8,9 @@ Each preset trains from scratch in OUT/<preset> with evaluations every --eval-ev
 every --lab-eval-every). The bar is the best (lowest) music_distance of every calibration corruption of real
 holdout windows (chorus.data.calibration), computed on the same data; "lower voices randomly transposed" is
 reported on its own as the stretch case. Wall time counts everything from the call to train(): data loading,
-tracing, training and the evaluations themselves. Prints a Markdown table per preset, the summary table of the
-README, and the matmul GFLOP/s of the machine before and after (a shared host moves a lot).
+tracing, training and the evaluations themselves. Prints a Markdown table per preset, the summary table of
+benchmarks/results/*-time-to-quality.md, and the matmul GFLOP/s of the machine before and after (a shared host
+moves a lot).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 #   scripts/up.sh                      # 2 workers, default search, results in ./results/<experiment>/
 #   scripts/up.sh --workers 4          # or CHORUS_WORKERS=4
 #   scripts/up.sh --gpu                # GPU image + docker-compose.gpu.yml (untested on a GPU host)
-#   scripts/up.sh --cluster-only       # head + workers, no search (then submit your own, see the README)
+#   scripts/up.sh --cluster-only       # head + workers, no search (then submit your own, see docs/search.md)
 # Settings are environment variables read by docker-compose.yml: CHORUS_DATA_DIR (your MIDI/.npy folder),
 # CHORUS_RESULTS_DIR, CHORUS_DASHBOARD_PORT, CHORUS_WORKER_CPUS, CHORUS_JOB (the job's command line), ...
 set -euo pipefail
