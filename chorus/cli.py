@@ -8,6 +8,7 @@ import re
 import sys
 import threading
 
+from chorus.data import tfenv
 from chorus.data.errors import InputError
 
 EXIT_INPUT = 2
@@ -232,13 +233,12 @@ _TF_COMMANDS = ("train", "generate", "evaluate", "data")
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     args = build_parser().parse_args(argv)
-    verbose = args.verbose or os.environ.get("CHORUS_VERBOSE", "") not in ("", "0")
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ logs (cuInit on CPU hosts) are noise here
-        if args.command in _TF_COMMANDS:
-            filter_native_logs()
+    if args.verbose:
+        os.environ["CHORUS_VERBOSE"] = "1"
+    tfenv.configure()  # before anything imports TensorFlow, here or in the processes this one starts
+    if not tfenv.verbose() and args.command in _TF_COMMANDS:
+        filter_native_logs()
     try:
         return args.func(args)
     except InputError as exc:

@@ -20,9 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
+from chorus.data import tfenv
 from chorus.data.metrics import major_key
+
+tf = tfenv.tensorflow()
 
 
 def global_batch_indices(batch: tf.Tensor, *, n: int, global_batch: int, seed: int) -> tf.Tensor:

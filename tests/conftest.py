@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from tests_support import TINY
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from chorus.data import tfenv
+
+tfenv.configure()  # in os.environ, so that the chorus processes tests start inherit it
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

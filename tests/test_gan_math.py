@@ -10,9 +10,11 @@ import types
 import numpy as np
 import pytest
 
+from chorus.data import tfenv
 from chorus.trainer.gan import WGANGP
 from chorus.trainer.losses import d_wasserstein_loss, g_wasserstein_loss, gradient_penalty
-from chorus.trainer.tfenv import tf
+
+tf = tfenv.tensorflow()
 
 SHAPE = (3, 4, 5, 2)  # (batch, steps, pitches, tracks): small, and every axis a different size
 GP_WEIGHT = 10.0

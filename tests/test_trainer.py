@@ -26,8 +26,10 @@ def test_lab_preset_has_the_lab_parameter_counts():
 
 def test_upsample_matches_keras_upsampling_in_value_and_gradient():
     """Upsample2x stands in for UpSampling2D so that XLA can compile the gradient: both must agree."""
+    from chorus.data import tfenv
     from chorus.trainer.model import Upsample2x
-    from chorus.trainer.tfenv import keras, tf
+
+    tf, keras = tfenv.tensorflow(), tfenv.keras()
 
     x = tf.constant(np.random.default_rng(0).random((2, 3, 4, 5)).astype("float32"))
     upstream = tf.constant(np.random.default_rng(1).random((2, 6, 8, 5)).astype("float32"))  # a non-uniform dL/dy
@@ -46,8 +48,10 @@ def test_upsample_matches_keras_upsampling_in_value_and_gradient():
 
 
 def test_upsample_gradient_compiles_under_xla():
+    from chorus.data import tfenv
     from chorus.trainer.model import Upsample2x
-    from chorus.trainer.tfenv import tf
+
+    tf = tfenv.tensorflow()
 
     layer = Upsample2x()
 
@@ -85,15 +89,18 @@ def test_tf_config_parsing(monkeypatch):
 
 
 def _summary_tags(logdir: Path) -> set[str]:
-    from tensorflow.python.summary.summary_iterator import summary_iterator
+    from chorus.data import tfenv
 
+    summary_iterator = tfenv.tensorflow().compat.v1.train.summary_iterator
     return {v.tag for f in logdir.glob("events.out.tfevents.*") for e in summary_iterator(str(f))
             for v in e.summary.value}
 
 
 def test_configure_devices_warns_when_it_cannot_apply(capsys):
+    from chorus.data import tfenv
     from chorus.trainer.distribute import configure_devices
-    from chorus.trainer.tfenv import tf
+
+    tf = tfenv.tensorflow()
 
     have = len(tf.config.list_logical_devices("CPU"))  # starts the runtime: device settings are now fixed
     configure_devices(have, 0)
@@ -184,8 +191,10 @@ def test_resume_from_a_checkpoint_dir_takes_the_configs_learning_rate(make_tiny,
     """PBT hands a trial another trial's checkpoint with mutated hyperparameters: they must take effect."""
     import shutil
 
+    from chorus.data import tfenv
     from chorus.trainer import train
-    from chorus.trainer.tfenv import tf
+
+    tf = tfenv.tensorflow()
 
     exported = tmp_path / "exported"
     # The report's directory is replaced after the callback returns; keep a copy as Ray would.
@@ -238,10 +247,12 @@ def test_ema_generator_is_the_moving_average_of_the_weights(make_tiny):
 def test_a_run_with_a_moving_average_generates_from_it(make_tiny):
     """`chorus generate`/`evaluate` load the averaged generator of a run trained with train.ema_decay, the one its
     samples and evaluations came from; the raw generator's objective is reported beside it."""
+    from chorus.data import tfenv
     from chorus.trainer import train
     from chorus.trainer.generate import load_run
     from chorus.trainer.model import build_generator
-    from chorus.trainer.tfenv import tf
+
+    tf = tfenv.tensorflow()
 
     cfg = make_tiny("train.ema_decay=0.5", "train.steps=3")
     result = train(cfg)

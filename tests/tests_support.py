@@ -43,8 +43,10 @@ def run_chorus(*args: str, env: dict | None = None, timeout: float = 900, check:
 
 def checkpoint_tensors(path) -> dict[str, np.ndarray]:
     """Numeric tensors of the latest checkpoint in a run or checkpoint dir (config string and counters left out)."""
+    from chorus.data import tfenv
     from chorus.trainer.checkpoints import latest_checkpoint
-    from chorus.trainer.tfenv import tf
+
+    tf = tfenv.tensorflow()
 
     reader = tf.train.load_checkpoint(latest_checkpoint(path))
     tensors = {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()

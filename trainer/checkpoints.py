@@ -9,10 +9,12 @@ import os
 import shutil
 from pathlib import Path
 
+from chorus.data import tfenv
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
 from chorus.trainer.rundir import STATE_FILE, versions_text
-from chorus.trainer.tfenv import tf
+
+tf = tfenv.tensorflow()
 
 
 def make_checkpoint(gan, config_yaml: str) -> tf.train.Checkpoint:

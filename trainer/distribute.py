@@ -6,9 +6,11 @@ import os
 import sys
 from dataclasses import dataclass
 
+from chorus.data import tfenv
 from chorus.data.errors import InputError
 from chorus.trainer.config import require_tf_config
-from chorus.trainer.tfenv import tf
+
+tf = tfenv.tensorflow()
 
 
 @dataclass

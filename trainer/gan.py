@@ -21,11 +21,14 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from chorus.data import tfenv
 from chorus.trainer.config import Config
 from chorus.trainer.distribute import Distribution
 from chorus.trainer.losses import d_wasserstein_loss, g_wasserstein_loss, gradient_penalty
 from chorus.trainer.model import build_critic, build_generator, generate_batched, z_shape
-from chorus.trainer.tfenv import keras, tf
+
+tf = tfenv.tensorflow()
+keras = tfenv.keras()
 
 
 def make_optimizer(lr: float, cfg: Config) -> keras.optimizers.Optimizer:

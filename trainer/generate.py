@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from chorus.data import tfenv
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
 from chorus.data.midi_io import melody_notes, notes_roll
@@ -17,7 +18,8 @@ from chorus.trainer.ladder import Ladder, build_ladder
 from chorus.trainer.model import build_generator, generate_batched, z_shape
 from chorus.trainer.rundir import require_run_dir
 from chorus.trainer.samples import real_harmonizations, write_samples
-from chorus.trainer.tfenv import tf
+
+tf = tfenv.tensorflow()
 
 
 @dataclass

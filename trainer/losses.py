@@ -2,7 +2,10 @@
 so that summing the replicas' gradients gives the gradient of the global mean."""
 from __future__ import annotations
 
-from chorus.trainer.tfenv import tf
+from chorus.data import tfenv
+
+tf = tfenv.tensorflow()
+
 
 
 def d_wasserstein_loss(real_score: tf.Tensor, fake_score: tf.Tensor) -> tf.Tensor:

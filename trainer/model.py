@@ -19,9 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chorus.data import tfenv
 from chorus.data.pipeline import key_shifts, shift_pitches
 from chorus.trainer.config import Config
-from chorus.trainer.tfenv import keras, tf
+
+tf = tfenv.tensorflow()
+keras = tfenv.keras()
 
 DOWN_BLOCKS = 4  # time and pitch halve four times: (32, 128) -> (2, 8)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chorus.data import objective
+from chorus.data import objective, tfenv
 from chorus.data.dataset import Dataset, build_dataset, load_dataset
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
@@ -34,8 +34,9 @@ from chorus.trainer.rundir import (
     versions_text,
 )
 from chorus.trainer.samples import real_harmonizations, write_samples
-from chorus.trainer.tfenv import tf
 from chorus.trainer.warm import acquire_gan
+
+tf = tfenv.tensorflow()
 
 
 @dataclass

@@ -73,7 +73,9 @@ def real_harmonizations(holdout: np.ndarray, melody: np.ndarray) -> np.ndarray:
 
 def _log_audio(writer, step: int | None, sample_rate: int, groups: dict[str, list[Path]]) -> None:
     """The WAVs beside MIDI files as TensorBoard audio summaries (mono, zero-padded to the longest)."""
-    from chorus.trainer.tfenv import tf
+    from chorus.data import tfenv
+
+    tf = tfenv.tensorflow()
 
     for name, mids in groups.items():
         wavs = [m.with_suffix(".wav") for m in mids if m.with_suffix(".wav").is_file()]

@@ -8,10 +8,12 @@ trials mostly share a structure, and a different one replaces it.
 """
 from __future__ import annotations
 
+from chorus.data import tfenv
 from chorus.trainer.config import Config
 from chorus.trainer.distribute import Distribution
 from chorus.trainer.gan import WGANGP, structure_key
-from chorus.trainer.tfenv import keras
+
+keras = tfenv.keras()
 
 _last: WGANGP | None = None
 
