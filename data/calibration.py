@@ -76,6 +76,12 @@ def time_permuted(x, rng, meter):
     return np.stack([w[rng.permutation(x.shape[1])] for w in x])
 
 
+def reversed_in_time(x, rng, meter):
+    """The whole window played backwards, melody included: every chord and interval kept, time's direction lost
+    (resolutions become preparations, cadences run from tonic to dominant)."""
+    return x[:, ::-1].copy()
+
+
 def voices_reversed(x, rng, meter):
     return x[..., ::-1].copy()
 
@@ -222,6 +228,7 @@ CORRUPTIONS: dict[str, tuple[str, Corruption]] = {
     "silence": ("every voice silent", silence),
     "random_notes": ("uniformly random notes, real density", random_notes),
     "time_permuted": ("time steps permuted (rhythm destroyed)", time_permuted),
+    "reversed": ("the whole window backwards in time, melody included", reversed_in_time),
     "voices_reversed": ("voices reversed (bass on top)", voices_reversed),
     "unison": ("all four voices = the soprano", unison),
     "lower_transposed": ("A, T, B each transposed by its own random interval", lower_transposed),

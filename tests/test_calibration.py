@@ -38,6 +38,7 @@ def test_corruptions_change_the_windows_and_keep_their_shape(chorales):
         assert not np.array_equal(y, x), name
     assert not calibration.silence(x, rng, meter).any()
     assert np.array_equal(calibration.voices_reversed(x, rng, meter)[..., 0], x[..., 3])
+    assert np.array_equal(calibration.reversed_in_time(x, rng, meter)[:, ::-1], x)  # melody included
     assert (calibration.unison(x, rng, meter) == x[..., :1]).all()
 
 

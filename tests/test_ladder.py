@@ -7,10 +7,10 @@ import pytest
 from tests_support import TINY
 
 from chorus.data.dataset import build_dataset, load_dataset
-from chorus.data.objective import music_distance
+from chorus.data.objective import MUSIC_DISTANCE_VERSION, music_distance
 from chorus.trainer.config import load_config
 from chorus.trainer.evaluation import draw_windows, evaluate, reference_features
-from chorus.trainer.ladder import REAL, UNTRAINED, WEAKEST, Ladder, build_ladder
+from chorus.trainer.ladder import REAL, UNTRAINED, WEAKEST, Ladder, Rung, build_ladder
 
 # The tiny preset's 24 chorales with 30 % held out: ~190 train and ~65 holdout windows, parsed in ~8 s.
 N = 32
@@ -52,6 +52,13 @@ def test_a_placed_value_takes_its_place_and_keeps_its_n():
     table = ladder.table(mark="model")
     assert "->   1.000  n=64" in table and "step 9" in table and "version" in table
     assert ladder.to_json()[1] == {"name": "model", "value": 1.0, "n": 64, "detail": "step 9"}
+
+
+def test_a_value_of_another_objective_version_never_goes_on_the_ladder():
+    ladder = Ladder([Rung(REAL, 0.2, 64)])
+    assert ladder.placed("same", 1.0, 64, version=MUSIC_DISTANCE_VERSION).get("same").value == 1.0
+    with pytest.raises(ValueError, match="version 2 does not compare"):
+        ladder.placed("old trial", 1.0, 64, version=2)
 
 
 @pytest.mark.slow

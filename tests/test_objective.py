@@ -15,7 +15,7 @@ from chorus.data.objective import (
     features,
     group_distances,
     music_distance,
-    wasserstein_1d,
+    wasserstein_columns,
 )
 
 C3, G3, C4, D4, E4, F4, FS4, G4, A4, B4, C5 = 48, 55, 60, 62, 64, 65, 66, 67, 69, 71, 72
@@ -167,6 +167,11 @@ def test_sample_chord_fit_clashes_pitch_classes():
     assert feat(triad, "clashes")[0] == 0.0 and feat(triad, "pitch_classes")[0] == 3.0
 
 
+def wasserstein_1d(a, b) -> float:
+    """Wasserstein-1 distance between two 1-D samples (sizes may differ), through the objective's column version."""
+    return float(wasserstein_columns(np.asarray(a, float)[:, None], np.asarray(b, float)[:, None])[0])
+
+
 def test_wasserstein_1d_by_hand():
     assert wasserstein_1d([0.0, 1.0], [0.5]) == pytest.approx(0.5)
     assert wasserstein_1d([1.0, 0.0, 0.0], [0.0, 1.0]) == pytest.approx(1 / 6)
@@ -221,7 +226,7 @@ def test_summary_table_carries_the_features_and_json_is_strict():
     assert summary["voices"]["soprano"]["mean_pitch"] == feat(chorale(), "S.mean_pitch")[0]
     assert summary["pairs"]["S-B"]["crossing"] == 0.0 and "chord_fit" in summary["sample"]
     assert "crossing" in metrics.format_table(summary, summary)
-    assert MUSIC_DISTANCE_VERSION >= 2
+    assert MUSIC_DISTANCE_VERSION >= 3
 
 
 def test_objective_imports_neither_tensorflow_nor_trainer():
@@ -275,3 +280,103 @@ def test_beat_dissonance_counts_dissonant_intervals_on_beats_only():
     play(roll, G4, 8, 32, 0)  # G4 on the remaining 6 beats (consonant)
     assert feat(roll, "S-A.beat_dissonance")[0] == pytest.approx(1 / 8)  # 1 of the 8 beats both sound
     assert feat(chorale(), "S-B.beat_dissonance")[0] == 0.0
+
+
+# ------------------------------------------------------------------ what time's direction shows (version 3)
+
+
+def backwards(roll):
+    return roll[:, ::-1].copy()
+
+
+def test_a_suspension_resolving_down_and_the_same_backwards():
+    roll = empty()
+    play(roll, C5, 0, 8, 0)  # soprano C5 held over the bar's third beat ...
+    play(roll, B4, 8, 12, 0)  # ... and resolved a step down
+    play(roll, 57, 0, 4, 3)  # bass A3: C5 over it is a third (consonant when the soprano's C5 is struck)
+    play(roll, D4, 4, 8, 3)  # bass D4: C5 over it is a seventh (dissonant when the C5 is left)
+    play(roll, G3, 8, 12, 3)  # bass G3: B4 over it is a third
+    # The soprano's C5: consonant when struck, dissonant when left (prepared), left by a step down (resolved). The
+    # bass's D4 is dissonant from its start to its end, so it counts neither way.
+    assert feat(roll, "prepared_dissonance")[0] == 1.0 and feat(roll, "resolved_dissonance")[0] == 1.0
+    back = backwards(roll)  # C5 now struck against D4 (dissonant), left consonant, entered a step up from B4
+    assert feat(back, "prepared_dissonance")[0] == -1.0 and feat(back, "resolved_dissonance")[0] == -1.0
+    assert feat(roll, "tonal_direction")[0] > 0 > feat(back, "tonal_direction")[0]
+
+
+def test_passing_dissonance_falls_before_the_beat_and_backwards_on_it():
+    roll = empty()
+    play(roll, C4, 0, 32, 1)  # alto holds C4
+    play(roll, C5, 0, 2, 0)  # soprano C5 on the beat (an octave)
+    play(roll, D4 + 12, 2, 4, 0)  # D5 half a beat later: a second, struck off the beat, sounding into the beat
+    play(roll, 76, 4, 8, 0)  # E5 on the next beat (a third)
+    # Struck on a beat: C5, E5 and the alto's C4, none dissonant; struck off the beat: D5, dissonant.
+    assert feat(roll, "accented_dissonance")[0] == 0.0 and feat(roll, "passing_dissonance")[0] == 1.0
+    assert feat(roll, "dissonance_into_beat")[0] == 1.0  # dissonant on step 3 (before a beat), on no beat
+    back = backwards(roll)  # E5 C5 become D5 on the beat (28), then C5 off it (30)
+    assert feat(back, "accented_dissonance")[0] == pytest.approx(1 / 3) and feat(back, "passing_dissonance")[0] == 0
+    assert feat(back, "dissonance_into_beat")[0] == -1.0
+
+
+def cadence():
+    """I - IV - V7 - I in C major, a half note each, voices in order: roots C F G C."""
+    roll = empty()
+    chords = ((C5, G4, E4, C3), (C5, A4, F4, 53), (74, B4, F4, G3), (C5, G4, E4, C3))
+    for i, chord in enumerate(chords):
+        for v, p in enumerate(chord):
+            play(roll, p, 8 * i, 8 * i + 8, v)
+    return roll
+
+
+def test_progressions_run_down_by_fifths_and_the_dominant_goes_to_the_tonic():
+    roll = cadence()
+    # Roots C-F (up a fourth = down a fifth), F-G (up a second), G-C (down a fifth): all dominant progressions.
+    assert feat(roll, "root_progression")[0] == 1.0
+    assert feat(roll, "bass_fifths")[0] == 1.0  # bass C-F (+5), F-G (+2: neither), G-C (-7 = +5 mod 12)
+    assert feat(roll, "dominant_tonic")[0] == 1.0  # V7 (beat 5) then I (beat 6); I never goes to V7
+    back = backwards(roll)  # I - V7 - IV - I
+    assert feat(back, "root_progression")[0] == -1.0 and feat(back, "bass_fifths")[0] == -1.0
+    assert feat(back, "dominant_tonic")[0] == -1.0
+    # V7 stands on beats 4 (strong: the downbeat of bar 2) and 5 (weak): as many of each.
+    assert feat(roll, "dominant_on_weak")[0] == 0.0
+
+
+def test_the_leading_tone_rises_to_the_tonic():
+    assert feat(chorale(), "leading_tone")[0] == 1.0  # the soprano's B4 -> C5; nothing falls from C to B
+    assert feat(backwards(chorale()), "leading_tone")[0] == -1.0
+
+
+def test_a_leap_is_recovered_by_a_step_the_other_way():
+    roll = empty()
+    for i, p in enumerate((C4, G4, F4, E4)):  # up a fifth, then down by steps
+        play(roll, p, 4 * i, 4 * i + 4)
+    assert feat(roll, "leap_recovered")[0] == 1.0 and feat(roll, "leap_prepared")[0] == 0.0
+    assert feat(roll, "stepwise")[0] == pytest.approx(2 / 3) and feat(roll, "descending_steps")[0] == 1.0
+    back = backwards(roll)  # E4 F4 G4 C4: the leap comes after the steps
+    assert feat(back, "leap_recovered")[0] == 0.0 and feat(back, "leap_prepared")[0] == 1.0
+    assert feat(back, "descending_steps")[0] == -1.0
+
+
+def test_dotted_rhythms_go_long_short():
+    roll = empty()
+    for start, stop, p in ((0, 6, C4), (6, 8, D4), (8, 14, E4), (14, 16, F4)):  # dotted quarter + eighth, twice
+        play(roll, p, start, stop)
+    assert feat(roll, "dotted")[0] == 1.0 and feat(backwards(roll), "dotted")[0] == -1.0
+    assert feat(chorale(), "dotted")[0] == 0.0  # no dotted pair at all
+
+
+def test_tonal_direction_is_the_mean_of_the_direction_balances():
+    rolls = np.concatenate([cadence(), chorale(), backwards(cadence())])
+    f = features(rolls)
+    mean = np.mean([f[:, NAMES.index(name)] for name in objective.DIRECTION], axis=0)
+    assert np.allclose(f[:, NAMES.index("tonal_direction")], mean)
+
+
+def test_every_function_of_the_objective_fits_on_a_screen():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(objective))
+    long = {node.name: node.end_lineno - node.lineno + 1 for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > 60}
+    assert not long, f"functions over 60 lines: {long}"

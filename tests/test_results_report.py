@@ -48,7 +48,7 @@ def test_report_plays_each_best_sample_beside_its_real_harmonization(tmp_path, d
     (run / "config.yaml").write_text(dump_config(cfg))
     write_samples(_windows(2, rng), run / "samples" / "step-000006", cfg, real=real_harmonizations(holdout, melody))
     curve = [{"step": s, "music_distance": 1.5 - 0.05 * s, "d_loss": -1.0, "g_loss": 1.0} for s in (3, 6)]
-    best = TrialRow("t0", "TERMINATED", {}, 6, 1.2, 1.2, 6, 1.0, 0, 0, last={"music_distance_n": 32}, curve=curve,
+    best = TrialRow("t0", "TERMINATED", {}, 6, 0.8, 0.8, 6, 1.0, 0, 0, last={"music_distance_n": 32}, curve=curve,
                     best_checkpoint=_Checkpoint(run))
 
     out = tmp_path / "results"
@@ -60,7 +60,7 @@ def test_report_plays_each_best_sample_beside_its_real_harmonization(tmp_path, d
     names = [r.name for r in ladder.rungs]
     assert names == [REAL, "best trial t0", WEAKEST, UNTRAINED], names
     values = {r.name: r.value for r in ladder.rungs}
-    assert values[REAL] * 3 < values[WEAKEST] < values[UNTRAINED] and values["best trial t0"] == 1.2
+    assert values[REAL] * 3 < values[WEAKEST] < values[UNTRAINED] and values["best trial t0"] == 0.8
     assert {r.n for r in ladder.rungs} == {32}
     curves = plot_curves(out, [best], "music_distance", ladder)
     header, body = table([best], "music_distance", [])

@@ -48,8 +48,12 @@ class Ladder:
     def get(self, name: str) -> Rung | None:
         return next((r for r in self.rungs if r.name == name), None)
 
-    def placed(self, name: str, value: float, n: int, detail: str = "") -> Ladder:
-        """This ladder with one more rung (the value being judged), in its place."""
+    def placed(self, name: str, value: float, n: int, detail: str = "", version: int | None = None) -> Ladder:
+        """This ladder with one more rung (the value being judged), in its place. version: the objective version a
+        stored value was measured with; a value of another version than the ladder's never goes on it (ValueError)."""
+        if version is not None and int(version) != self.version:
+            raise ValueError(f"{name}: music_distance version {version} does not compare with this ladder's "
+                             f"version {self.version}; score it again")
         return Ladder(sorted([*self.rungs, Rung(name, float(value), n, detail)], key=lambda r: r.value), self.version)
 
     def to_json(self) -> list[dict[str, Any]]:
