@@ -57,7 +57,7 @@ def test_categorical_probabilities_sum_to_at_most_one_per_voice():
 
 
 def test_decode_takes_the_argmax_or_the_rest():
-    from chorus.trainer.model import RollCodec
+    from chorus.trainer.codec import RollCodec
 
     c = RollCodec("categorical", 32, 64, 128)
     probs = np.zeros((1, 2, 64, 1), np.float32)
@@ -69,7 +69,7 @@ def test_decode_takes_the_argmax_or_the_rest():
 
 
 def test_encode_crops_and_uses_the_heads_values():
-    from chorus.trainer.model import RollCodec
+    from chorus.trainer.codec import RollCodec
 
     rolls = _rolls(2)
     sign = np.where(rolls, 1.0, -1.0)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from chorus.data import metrics, objective
+from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import Config
 
 
@@ -40,7 +41,7 @@ def fixed_inputs(rolls: np.ndarray, n: int, seed: int, z_shape: tuple[int, ...])
     """n (melody, z) pairs: melodies are track 0 of windows drawn (with replacement only if needed) from rolls."""
     rng = np.random.default_rng(seed)
     idx = draw_rows(len(rolls), n, rng)
-    melody = rolls[idx][..., :1].astype(np.float32) * 2.0 - 1.0  # (n, steps, pitches, 1) in {-1, 1}
+    melody = RollCodec.user_rolls(RollCodec.melody(rolls[idx]))  # (n, steps, pitches, 1) in {-1, 1}
     return melody, truncated_normal(rng, (n, *z_shape))
 
 
@@ -108,8 +109,7 @@ def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: 
     A run passes holdout_summary and holdout_features (objective.features of the holdout), computed once.
     """
     melody, z = fixed_inputs(holdout, cfg.eval.num_samples, cfg.eval.seed, z_shape)
-    generated = binarize(generate(melody, z), cfg.sample.threshold)
-    generated[..., 0] = melody[..., 0] > 0
+    generated = RollCodec.with_melody(binarize(generate(melody, z), cfg.sample.threshold), melody)
     return score(generated, holdout, cfg, holdout_summary, holdout_features)
 
 

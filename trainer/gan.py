@@ -22,6 +22,7 @@ import dataclasses
 import json
 
 from chorus.data import tfenv
+from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import Config
 from chorus.trainer.distribute import Distribution
 from chorus.trainer.losses import d_wasserstein_loss, g_wasserstein_loss, gradient_penalty
@@ -115,7 +116,7 @@ class WGANGP:
         return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
 
     def _d_grads_eager(self, real, z, eps):
-        melody = real[..., :1]  # (batch, steps, pitches, 1): the soprano conditions both G and D
+        melody = RollCodec.melody(real)  # (batch, steps, pitches, 1): the soprano conditions both G and D
         fake = self.generator([melody, z], training=True)  # outside the tape: no generator gradients here
         with tf.GradientTape() as tape:
             real_score = self.critic([real, melody], training=True)
@@ -130,7 +131,7 @@ class WGANGP:
         return d_loss, d_wd, d_gp, grads
 
     def _g_grads_eager(self, real, z):
-        melody = real[..., :1]
+        melody = RollCodec.melody(real)
         with tf.GradientTape() as tape:
             fake = self.generator([melody, z], training=True)
             g_loss = self._average(g_wasserstein_loss(self.critic([fake, melody], training=True)))

@@ -12,6 +12,7 @@ from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
 from chorus.data.midi_io import melody_notes, notes_roll
 from chorus.trainer.checkpoints import require_checkpoint
+from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import Config, config_from_dict, read_yaml
 from chorus.trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
 from chorus.trainer.ladder import Ladder, build_ladder
@@ -68,17 +69,17 @@ def generate_from_run(run_dir: str | Path, *, melody: str | Path | None = None, 
     if melody is not None:
         notes = melody_notes(melody, steps=cfg.data.steps, steps_per_beat=cfg.data.steps_per_beat)
         roll, onset = notes_roll(notes, cfg.data.steps)  # (T, 128) each
-        m = np.repeat(roll[None, :, :, None].astype(np.float32) * 2.0 - 1.0, num, axis=0)
+        m = np.repeat(RollCodec.user_rolls(roll[None, :, :, None]), num, axis=0)  # (num, T, 128, 1)
         z = truncated_normal(np.random.default_rng(seed), (num, *zs))  # fresh noise: num different harmonisations
     else:
         holdout = holdout_windows(cfg)
         m, z = fixed_inputs(holdout, num, seed, zs)
         real = real_harmonizations(holdout, m)  # holdout melodies: their real harmonizations go beside
-    rolls = binarize(run.generate(m, z), cfg.sample.threshold)
-    rolls[..., 0] = m[..., 0] > 0  # the melody track is the given melody, as in the lab's inference
+    # the melody track is the given melody, as in the lab's inference
+    rolls = RollCodec.with_melody(binarize(run.generate(m, z), cfg.sample.threshold), m)
     if melody is not None:  # with its note boundaries, which the roll alone loses on a repeated note
         onsets = np.zeros(rolls.shape, dtype=bool)  # (num, T, P, K)
-        onsets[..., 0] = onset
+        onsets[..., RollCodec.MELODY_TRACK] = onset
     out = Path(out) if out else Path(run_dir) / "generated"
     return write_samples(rolls, out, cfg, prefix=f"generated-step{run.step}", title=f"step {run.step}",
                          real=real if melody is None else None, onsets=onsets)

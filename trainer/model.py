@@ -3,8 +3,9 @@
 With width=64, z_channels=512, head tanh, the full 128-pitch window and no melody copy (configs/lab.yaml) these
 are exactly the lab's models: 8,273,540 and 2,766,785 parameters.
 
-The models compute over a pitch window (model.pitch_low, model.pitch_window); RollCodec maps user-facing rolls
-(128 pitches, {-1, 1}) to model tensors and back, so MIDI, metrics and `chorus generate` never see the window.
+The models compute over a pitch window (model.pitch_low, model.pitch_window); RollCodec (trainer.codec) maps
+user-facing rolls (128 pitches, {-1, 1}) to model tensors and back, so MIDI, metrics and `chorus generate` never
+see the window.
 Heads:
 - tanh: one value in [-1, 1] per (step, pitch, track), binarized at sample.threshold (the lab).
 - hold_steps (both heads): the head's pre-activations are averaged over runs of hold_steps steps, so the
@@ -15,12 +16,10 @@ Heads:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from chorus.data import tfenv
-from chorus.data.pipeline import key_shifts, shift_pitches
+from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import Config
 
 tf = tfenv.tensorflow()
@@ -80,59 +79,13 @@ class HoldSteps(keras.layers.Layer):
 
 
 class CopyMelody(keras.layers.Layer):
-    """Replace track 0 of the output with the conditioning melody (no parameters)."""
+    """Replace the melody track (RollCodec.MELODY_TRACK, 0) of the output with the conditioning melody (no
+    parameters)."""
 
     def call(self, inputs):
         out, melody = inputs
-        return tf.concat([tf.cast(melody, out.dtype), out[..., 1:]], axis=-1)
-
-
-@dataclass(frozen=True)
-class RollCodec:
-    """User rolls (N, T, pitches, K) in {-1, 1} <-> model tensors (N, T, window, K)."""
-    head: str
-    pitch_low: int
-    pitch_window: int
-    pitches: int
-    key_normalize: bool = False
-
-    @property
-    def binary(self) -> bool:
-        """Model tensors are {0, 1} (categorical: one-hot) rather than {-1, 1} (tanh)."""
-        return self.head == "categorical"
-
-    def encode(self, rolls: np.ndarray) -> np.ndarray:
-        """{-1, 1} (or bool) user rolls -> model inputs: cropped to the window, {0, 1} for the categorical head."""
-        x = np.asarray(rolls)[:, :, self.pitch_low:self.pitch_low + self.pitch_window, :]
-        on = x > 0
-        return on.astype(np.float32) if self.binary else np.where(on, 1.0, -1.0).astype(np.float32)
-
-    def decode(self, outputs: np.ndarray) -> np.ndarray:
-        """Model outputs -> user rolls (N, T, pitches, K) float32 where > 0 means on (tanh values pass through)."""
-        outputs = np.asarray(outputs, np.float32)
-        if self.binary:
-            rest = 1.0 - outputs.sum(axis=2, keepdims=True)
-            best = outputs.argmax(axis=2)[:, :, None, :]
-            top = np.take_along_axis(outputs, best, axis=2)
-            on = (np.arange(outputs.shape[2])[None, None, :, None] == best) & (top > rest)
-            outputs = np.where(on, 1.0, -1.0).astype(np.float32)
-        n, t, _, k = outputs.shape
-        full = np.full((n, t, self.pitches, k), -1.0, np.float32)
-        full[:, :, self.pitch_low:self.pitch_low + self.pitch_window, :] = outputs
-        return full
-
-    def to_key(self, melody: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Encoded melodies -> (the melodies moved to C, their shifts): the rule the training data went through
-        (data.pipeline.key_shifts); zeros when key normalization is off."""
-        if not self.key_normalize:
-            return melody, np.zeros(len(melody), np.int64)
-        shifts, fits = key_shifts(melody, self.pitch_low)
-        shifts = np.where(fits, shifts, 0)  # a melody wider than the window minus 11 pitches stays where it is
-        return shift_pitches(melody, shifts, 0.0 if self.binary else -1.0), shifts
-
-    def from_key(self, rolls: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-        """Decoded user rolls (N, T, pitches, K) moved back from C by the shifts to_key applied."""
-        return shift_pitches(rolls, -shifts, -1.0) if self.key_normalize else rolls
+        m = RollCodec.MELODY_TRACK
+        return tf.concat([out[..., :m], tf.cast(melody, out.dtype), out[..., m + 1:]], axis=-1)
 
 
 def codec(cfg: Config) -> RollCodec:

@@ -10,6 +10,7 @@ from chorus.data.audio import read_wav, try_render
 from chorus.data.midi_io import write_midi
 from chorus.data.pianoroll_io import write_multitrack
 from chorus.data.plot import save_pianoroll_png
+from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import Config
 
 
@@ -61,7 +62,7 @@ def _write(rolls: np.ndarray, out_dir: Path, cfg: Config, prefix: str, title: st
 def real_harmonizations(holdout: np.ndarray, melody: np.ndarray) -> np.ndarray:
     """For each melody (N, T, P, 1) in {-1, 1} (or bool), a holdout window (T, P, K) whose track 0 is that
     melody: the real harmonization the generated sample can be compared with. -> bool (N, T, P, K)."""
-    keys = holdout[..., 0] > 0  # (windows, T, P)
+    keys = RollCodec.melody(holdout)[..., 0] > 0  # (windows, T, P)
     out = []
     for m in melody[..., 0] > 0:  # (T, P)
         match = np.flatnonzero((keys == m).all(axis=(1, 2)))
