@@ -31,9 +31,3 @@ def acquire_gan(cfg: Config, dist: Distribution) -> tuple[WGANGP, bool]:
     gan = WGANGP(cfg, dist)
     _last = gan if key is not None else None
     return gan, False
-
-
-def forget() -> None:
-    """Drop the kept WGANGP (tests; a caller that wants the memory back)."""
-    global _last
-    _last = None
