@@ -1,20 +1,33 @@
 """The WGAN-GP training step: n_critic critic updates, then one generator update, under a tf.distribute strategy.
 
-One iteration is Algorithm 1 of Gulrajani et al. 2017 ("Improved Training of Wasserstein GANs"), conditioned on
-the melody c = track 0 of the real roll, with Adam for both players:
+One iteration (`train_iteration`) is Algorithm 1 of Gulrajani et al. 2017, "Improved Training of Wasserstein
+GANs", with the critic D and the generator G conditioned on the melody c (track 0 of the real roll,
+RollCodec.melody) and with each symbol read from the config:
 
-    for _ in range(n_critic):                        # d_step, each on a fresh batch
-        x ~ data, z ~ truncated normal, eps ~ U[0, 1] per example
-        x_fake = G(z | c);  x_hat = eps * x + (1 - eps) * x_fake
-        d_loss = mean(D(x_fake | c) - D(x | c)) + gp_weight * mean((||grad_x_hat D(x_hat | c)||_2 - 1)^2)
-        critic <- Adam(d_lr, beta1, beta2) step on d_loss
-    z ~ truncated normal                              # g_step, on a fresh batch (for its melodies)
-    g_loss = -mean(D(G(z | c) | c));  generator <- Adam(g_lr, beta1, beta2) step on g_loss
+    for _ in range(n_critic):                        # d_step, each on a fresh batch of m real rolls
+        x ~ data, z ~ p(z), eps ~ U[0, 1] per example
+        x_fake = G(z | c);  x_hat = eps * x + (1 - eps) * x_fake                       # the interpolates
+        d_loss = mean(D(x_fake | c) - D(x | c)) + lambda * mean((||grad_x_hat D(x_hat | c)||_2 - 1)^2)
+        critic <- Adam(alpha_d, beta1, beta2) step on d_loss
+    z ~ p(z)                                          # g_step, on a fresh batch (for its melodies c)
+    g_loss = -mean(D(G(z | c) | c));  generator <- Adam(alpha_g, beta1, beta2) step on g_loss
 
-(the norm runs over all non-batch axes; trainer/losses.py, checked by hand in tests/test_gan_math.py).
-The per-replica steps (d_step, g_step) read like single-device code; distribution wraps around them in
-train_iteration (strategy.run + reductions). Losses are averaged over the global batch, so the all-reduced
-gradients equal those of one big batch.
+    paper symbol    chorus                      paper's value
+    n_critic        train.n_critic              5
+    lambda          train.gp_weight             10
+    m               train.batch_size (global)   -
+    alpha           train.d_lr, train.g_lr      1e-4 (one rate for both; chorus decays both linearly to
+                                                train.lr_end_fraction of themselves at the last step)
+    beta1, beta2    train.beta1, train.beta2    0, 0.9
+    p(z)            truncated normal (2 sd) of shape z_shape(cfg): (data.steps / 16, model.pitch_window / 16,
+                    model.z_channels)
+
+In the code: d_wasserstein_loss and gradient_penalty (trainer/losses.py; the norm runs over all non-batch
+axes, checked by hand in tests/test_gan_math.py) make d_loss in `_d_grads`, g_wasserstein_loss makes g_loss in
+`_g_grads`. Beyond the algorithm: train.ema_decay keeps a moving average of G for sampling, and
+train.mixed_precision scales the losses. The per-replica steps (d_step, g_step) read like single-device code;
+distribution wraps around them in train_iteration (strategy.run + reductions). Losses are averaged over the global
+batch, so the all-reduced gradients equal those of one big batch.
 """
 from __future__ import annotations
 
