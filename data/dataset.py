@@ -30,7 +30,15 @@ from filelock import FileLock
 
 from chorus.data.errors import InputError
 from chorus.data.settings import DataConfig
-from chorus.data.sources import PITCHES, WindowStats, make_windows, read_pieces, sha256_file, source_identity
+from chorus.data.sources import (
+    PITCHES,
+    SourceResult,
+    WindowStats,
+    make_windows,
+    read_pieces,
+    sha256_file,
+    source_identity,
+)
 from chorus.data.versions import DATA_PACKAGES, versions
 
 FORMAT_VERSION = 1  # bump when the build's output changes for the same settings
@@ -132,11 +140,10 @@ def split_pieces(n_pieces: int, holdout_fraction: float, seed: int) -> np.ndarra
     return np.sort(rng.permutation(n_pieces)[:n_hold])
 
 
-def _write_dataset(cfg: DataConfig, key: str, out: Path, *, progress: bool) -> None:
-    t0 = time.time()
-    result = read_pieces(cfg, progress=progress)
-    # Windows per piece; pieces sharing an id (npz `piece` array) are grouped into one piece.
-    stats = WindowStats()
+def _windows_by_piece(result: SourceResult, cfg: DataConfig,
+                      stats: WindowStats) -> tuple[np.ndarray, np.ndarray, list[str], list[dict]]:
+    """(windows (N, steps, pitches, tracks) bool, the piece index of each, piece ids, skipped sources) of the pieces
+    read; pieces sharing an id (npz `piece` array) are grouped into one piece. InputError if no window is left."""
     piece_ids: list[str] = []
     index_of: dict[str, int] = {}
     windows: list[np.ndarray] = []
@@ -159,8 +166,14 @@ def _write_dataset(cfg: DataConfig, key: str, out: Path, *, progress: bool) -> N
         where = cfg.path or cfg.source
         raise InputError(f"{where}: no usable {cfg.steps}-step windows in {len(result.pieces)} pieces "
                          f"(empty_voice={cfg.empty_voice}, transpose={cfg.transpose})")
-    x = np.concatenate(windows)  # (N, steps, pitches, tracks), bool
-    piece_of = np.concatenate(owners)
+    return np.concatenate(windows), np.concatenate(owners), piece_ids, skipped
+
+
+def _write_dataset(cfg: DataConfig, key: str, out: Path, *, progress: bool) -> None:
+    t0 = time.time()
+    result = read_pieces(cfg, progress=progress)
+    stats = WindowStats()
+    x, piece_of, piece_ids, skipped = _windows_by_piece(result, cfg, stats)  # x: (N, steps, pitches, tracks), bool
 
     # Split by piece, never by window.
     hold_ids = split_pieces(len(piece_ids), cfg.holdout_fraction, cfg.seed)
