@@ -111,8 +111,8 @@ def cluster_wait(args: argparse.Namespace) -> float:
         raise InputError(f"CHORUS_CLUSTER_WAIT_S: expected a number of seconds >= 0, got {text!r}") from None
 
 
-def register(sub) -> None:
-    """Add the cluster subcommands to the `chorus` subparsers."""
+def _add_search(sub) -> None:
+    """`chorus search`: a hyperparameter search on Ray Tune."""
     p = sub.add_parser("search", help="hyperparameter search on Ray Tune (local Ray, or RAY_ADDRESS)",
                        description="Run the search a search YAML describes (see configs/search.yaml): trials in "
                                    "parallel on a local Ray or on the cluster named by RAY_ADDRESS, each retried "
@@ -128,6 +128,9 @@ def register(sub) -> None:
                         "finished trials are not rerun")
     p.set_defaults(func=cmd_search)
 
+
+def _add_submit(sub) -> None:
+    """`chorus submit`: run a chorus command as a Ray job."""
     p = sub.add_parser("submit", help="run a chorus command as a Ray job on a cluster",
                        description="Submit `chorus <command>` through the Ray Jobs API, stream its logs and exit "
                                    "with its status. Example: chorus submit --address http://127.0.0.1:8265 -- "
@@ -146,6 +149,9 @@ def register(sub) -> None:
                    help="the chorus subcommand and its arguments")
     p.set_defaults(func=cmd_submit)
 
+
+def _add_jobs(sub) -> None:
+    """`chorus jobs` and `chorus logs`: the jobs of a Ray cluster."""
     p = sub.add_parser("jobs", help="list or stop the jobs of a Ray cluster",
                        description="chorus jobs: list Ray jobs (id, status, start time, entrypoint). "
                                    "chorus jobs stop JOB: stop one and wait until it has ended.")
@@ -164,6 +170,9 @@ def register(sub) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
     p.set_defaults(func=cmd_logs)
 
+
+def _add_results(sub) -> None:
+    """`chorus results pull|collect`."""
     p = sub.add_parser("results", help="collect or fetch search results",
                        description="Fetch or (re)build the results folder of a search.")
     rsub = p.add_subparsers(dest="results_command", metavar="ACTION", required=True)
@@ -181,6 +190,13 @@ def register(sub) -> None:
     r.add_argument("dest", metavar="DEST")
     r.set_defaults(func=cmd_results_collect)
 
+
+def register(sub) -> None:
+    """Add the cluster subcommands to the `chorus` subparsers (in this order in `chorus --help`)."""
+    _add_search(sub)
+    _add_submit(sub)
+    _add_jobs(sub)
+    _add_results(sub)
 
     from chorus.cluster import elastic
 
