@@ -120,13 +120,8 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chorus", description="Train, search and use a melody-conditioned piano-roll GAN (WGAN-GP).")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show TensorFlow's native start-up logs (also CHORUS_VERBOSE=1)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_train(sub) -> None:
+    """`chorus train`."""
     p = sub.add_parser("train", help="train one run (resumes if the run dir has a checkpoint)",
                        description="Train the GAN. Running the same command again resumes from the last checkpoint.")
     _config_args(p)
@@ -135,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate the config, build the models, print parameter counts and the strategy, then exit")
     p.set_defaults(func=cmd_train)
 
+
+def _add_generate(sub) -> None:
+    """`chorus generate`."""
     p = sub.add_parser("generate", help="write 4-track MIDI + PNG conditioned on melodies",
                        description="Complete melodies with a trained generator. Without --melody, melodies come "
                                    "from the holdout set. Track 0 of the output is the melody itself.")
@@ -146,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the noise (and holdout melodies)")
     p.set_defaults(func=cmd_generate)
 
+
+def _add_evaluate(sub) -> None:
+    """`chorus evaluate`."""
     p = sub.add_parser("evaluate", help="music_distance of a run, or of any 4-part music, vs the holdout set",
                        description="Score a trained run's samples (--run), a folder of 4-part MIDI files (--midi) or "
                                    "an array of rolls (--npz) against the holdout set, as training evaluates: per-"
@@ -165,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "none otherwise)")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_data(sub) -> None:
+    """`chorus data build|info`."""
     p = sub.add_parser("data", help="build or describe a dataset", description="Build or describe datasets.")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     b = data_sub.add_parser("build", help="build a dataset (.npz + manifest) from a source",
@@ -178,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     i = data_sub.add_parser("info", help="describe a built dataset", description="Shape, counts, split, metrics.")
     i.add_argument("dir", metavar="DIR")
     i.set_defaults(func=cmd_data_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chorus", description="Train, search and use a melody-conditioned piano-roll GAN (WGAN-GP).")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow's native start-up logs (also CHORUS_VERBOSE=1)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(sub)
+    _add_generate(sub)
+    _add_evaluate(sub)
+    _add_data(sub)
 
     # Part of the package, and it imports no Ray at import time: if it fails, that is a bug to show, not hide.
     from chorus.cluster.commands import register
