@@ -19,7 +19,7 @@ from chorus.data import objective, tfenv
 from chorus.data.dataset import Dataset, build_dataset, load_dataset
 from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
-from chorus.data.pipeline import make_dataset, training_windows
+from chorus.data.pipeline import Windows, make_dataset, training_windows
 from chorus.trainer import checkpoints as ckpts
 from chorus.trainer.config import Config, dump_config
 from chorus.trainer.distribute import Distribution, choose_strategy, configure_devices
@@ -110,30 +110,30 @@ class Session:
         return self.dist.is_chief
 
 
-def set_up(cfg: Config, resume_from: str | None = None) -> Session:
-    """Devices and strategy, what to resume, data, models (restored), run dir files, input pipeline."""
-    t = cfg.train
-    # --- system: devices, strategy, who is chief
+def set_up_distribution(t) -> Distribution:
+    """Devices, strategy and who is chief; the global batch must split evenly over the replicas."""
     configure_devices(t.cpu_devices, t.threads)
     dist = choose_strategy(t.strategy)
-    chief = dist.is_chief
     if t.batch_size % dist.num_replicas:
         raise InputError(f"train.batch_size: {t.batch_size} is not divisible by the {dist.num_replicas} replicas "
                          f"of the {dist.name} strategy")
-    run_dir = Path(cfg.run.dir)
-    config_yaml = dump_config(cfg)
+    return dist
 
-    # --- what to resume: an explicit checkpoint, else this run dir's latest
+
+def find_resume_prefix(cfg: Config, run_dir: Path, resume_from: str | None) -> str | None:
+    """What to resume: an explicit checkpoint, else this run dir's latest (if its config allows), else nothing."""
     check_run_dir_usable(run_dir)
-    resume_prefix = None
     if resume_from:
-        resume_prefix = ckpts.require_checkpoint(resume_from)
-    elif ckpts.latest_checkpoint(run_dir):
+        return ckpts.require_checkpoint(resume_from)
+    if ckpts.latest_checkpoint(run_dir):
         check_resumable(run_dir, cfg.to_dict())
-        resume_prefix = ckpts.latest_checkpoint(run_dir)
+        return ckpts.latest_checkpoint(run_dir)
+    return None
 
-    # --- data
-    data = load_training_data(cfg, verbose=chief)
+
+def load_windows(cfg: Config, *, verbose: bool) -> tuple[Dataset, Windows]:
+    """The dataset, and its training windows as the model computes over them (InputError if none is left)."""
+    data = load_training_data(cfg, verbose=verbose)
     check_data_shape(data, cfg)
     m = cfg.model
     windows = training_windows(data.train, pitch_low=m.pitch_low, pitch_window=m.pitch_window,
@@ -144,16 +144,45 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
     if not len(windows.rolls):
         raise InputError("model.key_normalize: no training window fits the pitch window once moved to C; "
                          "widen model.pitch_window or set model.key_normalize: false")
+    return data, windows
+
+
+def restore(checkpoint: tf.train.Checkpoint, gan: WGANGP, prefix: str, config_yaml: str, t) -> None:
+    """Restore every object of the checkpoint; the config (and its learning rates) are this run's."""
+    checkpoint.restore(prefix).assert_existing_objects_matched()
+    checkpoint.config.assign(config_yaml)
+    # The config's learning rates win over the restored ones: PBT resumes a checkpoint with mutated rates.
+    gan.g_opt.learning_rate.assign(t.g_lr)
+    gan.d_opt.learning_rate.assign(t.d_lr)
+
+
+def log_start(run_dir: Path, dist: Distribution, data: Dataset, windows: Windows, gan: WGANGP,
+              resumed_at: int | None) -> None:
+    log(f"chorus: {'new run' if resumed_at is None else 'resuming at step ' + str(resumed_at)} in {run_dir} | "
+        f"strategy {dist.describe()} | {len(data.train)} train / {len(data.holdout)} holdout windows | "
+        f"generator {gan.generator.count_params():,} + critic {gan.critic.count_params():,} parameters"
+        + (f" | {windows.outside} train windows outside the pitch window dropped" if windows.outside else "")
+        + (f" | {windows.unfit} that leave it once moved to C dropped" if windows.unfit else ""))
+
+
+def set_up(cfg: Config, resume_from: str | None = None) -> Session:
+    """Devices and strategy, what to resume, data, models (restored), run dir files, input pipeline."""
+    t = cfg.train
+    # --- system: devices, strategy, who is chief
+    dist = set_up_distribution(t)
+    chief = dist.is_chief
+    run_dir = Path(cfg.run.dir)
+    config_yaml = dump_config(cfg)
+
+    # --- what to resume, and the data
+    resume_prefix = find_resume_prefix(cfg, run_dir, resume_from)
+    data, windows = load_windows(cfg, verbose=chief)
 
     # --- models, optimizers and state, then restore
     gan, warm = acquire_gan(cfg, dist)
     checkpoint = ckpts.make_checkpoint(gan, config_yaml)
     if resume_prefix:
-        checkpoint.restore(resume_prefix).assert_existing_objects_matched()
-        checkpoint.config.assign(config_yaml)
-        # The config's learning rates win over the restored ones: PBT resumes a checkpoint with mutated rates.
-        gan.g_opt.learning_rate.assign(t.g_lr)
-        gan.d_opt.learning_rate.assign(t.d_lr)
+        restore(checkpoint, gan, resume_prefix, config_yaml, t)
     start_step = int(gan.step.numpy())
 
     # --- run dir: config, versions, metrics cut back to the restored step; checkpoint manager
@@ -162,11 +191,7 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
         write_text_atomic(run_dir / "config.yaml", config_yaml)
         write_text_atomic(run_dir / "versions.json", versions_text())
         truncate_metrics(run_dir, start_step)
-        log(f"chorus: {'resuming at step ' + str(start_step) if resume_prefix else 'new run'} in {run_dir} | "
-            f"strategy {dist.describe()} | {len(data.train)} train / {len(data.holdout)} holdout windows | "
-            f"generator {gan.generator.count_params():,} + critic {gan.critic.count_params():,} parameters"
-            + (f" | {windows.outside} train windows outside the pitch window dropped" if windows.outside else "")
-            + (f" | {windows.unfit} that leave it once moved to C dropped" if windows.unfit else ""))
+        log_start(run_dir, dist, data, windows, gan, start_step if resume_prefix else None)
     ckpt_dir = ckpts.chief_or_temp_dir(run_dir, chief, dist.worker_index)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=t.keep_checkpoints,
                                          checkpoint_name="ckpt")
@@ -245,6 +270,50 @@ def save_checkpoint(s: Session, step: int, export: bool) -> tuple[str, str | Non
     return prefix, str(ckpts.export_checkpoint(prefix, s.run_dir / "export" / "latest", s.config_yaml))
 
 
+def set_learning_rates(gan: WGANGP, t, step: int) -> None:
+    """train.lr_end_fraction < 1: both rates fall linearly from d_lr/g_lr to that fraction of them at the end."""
+    if t.lr_end_fraction != 1.0:
+        scale = 1.0 - (1.0 - t.lr_end_fraction) * step / t.steps
+        gan.g_opt.learning_rate.assign(t.g_lr * scale)
+        gan.d_opt.learning_rate.assign(t.d_lr * scale)
+
+
+def after_iteration(s: Session, row: dict[str, float], last_eval: dict[str, float],
+                    report: Callable[[Report], None] | None) -> tuple[dict[str, float], str | None]:
+    """Whatever is due at row's step: log, evaluate, samples, checkpoint, report. -> (the latest evaluation, the
+    checkpoint prefix saved now or None)."""
+    t, step = s.cfg.train, row["step"]
+    last = step >= t.steps
+    log_now = step % t.log_every == 0 or last
+    eval_now = step % t.eval_every == 0 or last
+    checkpoint_now = step % t.checkpoint_every == 0 or last
+
+    # --- log
+    if s.chief and log_now:
+        log_progress(s, row)
+
+    # --- evaluate on the holdout; the metrics row carries the evaluation of this step
+    if eval_now:
+        last_eval = evaluate_now(s, step)
+    if s.chief and (log_now or eval_now):
+        append_metrics(s.run_dir, {**row, **(last_eval if eval_now else {})})
+
+    # --- samples
+    if step % t.sample_every == 0 or last:
+        write_step_samples(s, step)
+
+    # --- checkpoint, then report to the caller (Ray Tune) with a self-contained copy it may keep
+    prefix = exported = None
+    if checkpoint_now:
+        prefix, exported = save_checkpoint(s, step, export=report is not None)
+    if report is not None and (eval_now or checkpoint_now):
+        report(Report(step=step, metrics={**row, **last_eval}, checkpoint=exported, is_chief=s.chief,
+                      run_dir=str(s.run_dir)))
+    if exported:
+        shutil.rmtree(exported, ignore_errors=True)
+    return last_eval, prefix
+
+
 def train(config: Config, *, report: Callable[[Report], None] | None = None,
           resume_from: str | None = None, started: float | None = None) -> RunResult:
     """Train config's run; `started` (a perf_counter reading) is when the caller began, for start_up_s."""
@@ -258,10 +327,7 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
     first_done = 0.0
     while step < t.steps:
         # --- one iteration: n_critic critic steps and one generator step, at this step's learning rates
-        if t.lr_end_fraction != 1.0:
-            scale = 1.0 - (1.0 - t.lr_end_fraction) * step / t.steps
-            gan.g_opt.learning_rate.assign(t.g_lr * scale)
-            gan.d_opt.learning_rate.assign(t.d_lr * scale)
+        set_learning_rates(gan, t, step)
         tick = time.perf_counter()
         losses = {k: float(v) for k, v in gan.train_iteration(s.iterator).items()}  # waits for the step
         elapsed = time.perf_counter() - tick
@@ -277,34 +343,8 @@ def train(config: Config, *, report: Callable[[Report], None] | None = None,
         rate = samples_per_iteration * timed_iterations / train_seconds if train_seconds else 0.0
         row = {"step": step, **losses, "samples_per_sec": rate, "wall_seconds": time.time() - loop_start,
                **start_up}
-        last = step >= t.steps
-        log_now = step % t.log_every == 0 or last
-        eval_now = step % t.eval_every == 0 or last
-        checkpoint_now = step % t.checkpoint_every == 0 or last
-
-        # --- log
-        if s.chief and log_now:
-            log_progress(s, row)
-
-        # --- evaluate on the holdout; the metrics row carries the evaluation of this step
-        if eval_now:
-            last_eval = evaluate_now(s, step)
-        if s.chief and (log_now or eval_now):
-            append_metrics(s.run_dir, {**row, **(last_eval if eval_now else {})})
-
-        # --- samples
-        if step % t.sample_every == 0 or last:
-            write_step_samples(s, step)
-
-        # --- checkpoint, then report to the caller (Ray Tune) with a self-contained copy it may keep
-        exported = None
-        if checkpoint_now:
-            last_prefix, exported = save_checkpoint(s, step, export=report is not None)
-        if report is not None and (eval_now or checkpoint_now):
-            report(Report(step=step, metrics={**row, **last_eval}, checkpoint=exported, is_chief=s.chief,
-                          run_dir=str(s.run_dir)))
-        if exported:
-            shutil.rmtree(exported, ignore_errors=True)
+        last_eval, prefix = after_iteration(s, row, last_eval, report)
+        last_prefix = prefix or last_prefix
 
     if s.writer is not None:
         s.writer.flush()
