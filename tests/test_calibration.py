@@ -17,16 +17,35 @@ def chorales(data_cache):
     return load_dataset(build_dataset(cfg, progress=False))
 
 
-def test_every_corruption_scores_5x_real_and_a_second_real_sample_within_2x(chorales):
-    rows = calibrate(chorales.holdout, chorales.train, np.random.default_rng(0), n=N)
+def check(rows, *, exempt: frozenset = frozenset()) -> None:
+    """Every corruption (but the exempt ones) at 5x real vs real or more, and a second real sample within 2x."""
     print("\n" + format_rows(rows))  # the table, for the log (pytest -s)
     by_name = {r.name: r for r in rows}
     assert set(by_name) == {"real", "real_again", *CORRUPTIONS} and len(CORRUPTIONS) >= 10
     real = by_name["real"].distance
     assert 0 < real < 1
     assert 0.5 <= by_name["real_again"].distance / real <= 2.0
-    weak = {r.name: round(r.ratio, 2) for r in rows if r.name in CORRUPTIONS and r.distance < 5 * real}
+    weak = {r.name: round(r.ratio, 2) for r in rows
+            if r.name in CORRUPTIONS and r.name not in exempt and r.distance < 5 * real}
     assert not weak, f"corruptions under 5x real-vs-real ({real:.3f}): {weak}"
+
+
+def test_every_corruption_scores_5x_real_and_a_second_real_sample_within_2x(chorales):
+    # At n = 64 a two-bar window holds few cues of time's direction: `reversed` scores 4.2-5.5x here over seeds
+    # 0-2 (benchmarks/results/2026-12-04-objective-v3.md), so it is held to 5x at the n that ranks models, below.
+    check(calibrate(chorales.holdout, chorales.train, np.random.default_rng(0), n=N), exempt=frozenset({"reversed"}))
+
+
+@pytest.fixture(scope="module")
+def all_chorales(data_cache):
+    return load_dataset(build_dataset(DataConfig(cache_dir=str(data_cache)), progress=False))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_at_the_ranking_n_every_corruption_time_reversal_included_scores_5x_real(all_chorales, seed):
+    """n = 256 (eval.num_samples, what trials are ranked at), all chorales, three seeds: nothing exempt."""
+    check(calibrate(all_chorales.holdout, all_chorales.train, np.random.default_rng(seed), n=256))
 
 
 def test_corruptions_change_the_windows_and_keep_their_shape(chorales):
