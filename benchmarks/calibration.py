@@ -34,9 +34,11 @@ def numpy_gflops(n: int = 1024, repeats: int = 5) -> float:
 
 def untrained_distance(cfg, holdout: np.ndarray) -> float:
     """music_distance of the config's generator with its seeded initial weights (training's step 0)."""
+    from chorus.data import tfenv
     from chorus.trainer.evaluation import evaluate
     from chorus.trainer.model import build_generator, generate_batched, z_shape
-    from chorus.trainer.tfenv import keras
+
+    keras = tfenv.keras()
 
     keras.utils.set_random_seed(cfg.train.seed)  # as trainer.gan.WGANGP seeds its initialisers
     generator = build_generator(cfg)

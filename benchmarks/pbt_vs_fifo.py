@@ -38,6 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from chorus.data import tfenv  # noqa: E402
+
 METRIC = "music_distance"
 SPACE = {"train.g_lr": {"loguniform": [0.0002, 0.003]}, "train.d_lr": {"loguniform": [0.0002, 0.003]}}
 FULL = {"base": "configs/default.yaml", "trials": 4, "steps": 120, "interval": 40, "quantile_fraction": 0.25}
@@ -240,8 +242,7 @@ def main() -> None:
     settings = (SMOKE_SETTINGS if args.smoke_test else []) + training_settings(plan["steps"], plan["interval"]) \
         + args.set
 
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tfenv.configure()  # the trials' processes inherit it
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="chorus-pbt-ray-", dir="/tmp"))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     work = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="chorus-pbt-"))

@@ -14,25 +14,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from chorus.data import tfenv  # noqa: E402
 from chorus.data.pipeline import make_dataset  # noqa: E402
 from chorus.trainer.config import load_config  # noqa: E402
 from chorus.trainer.distribute import choose_strategy, configure_devices  # noqa: E402
 from chorus.trainer.gan import WGANGP  # noqa: E402
 from chorus.trainer.losses import d_wasserstein_loss, g_wasserstein_loss, gradient_penalty  # noqa: E402
 from chorus.trainer.model import pipeline_options  # noqa: E402
-from chorus.trainer.tfenv import tf  # noqa: E402
+
+tf = tfenv.tensorflow()
 
 
 class LabStepGAN(WGANGP):

@@ -247,7 +247,12 @@ def reference_ladder(cfg_path: Path, metric: str, best: TrialRow) -> Ladder | No
     if best.best_metric is None:
         return ladder
     n = _int(best.last.get("music_distance_n")) or cfg.eval.num_samples
-    return ladder.placed(_best_name(best), best.best_metric, n, f"at step {_fmt(best.best_step)}")
+    try:  # a value of another objective version than this chorus's ladder does not go on it
+        return ladder.placed(_best_name(best), best.best_metric, n, f"at step {_fmt(best.best_step)}",
+                             version=_int(best.last.get("music_distance_version")))
+    except ValueError as e:
+        print(f"warning: report without the best trial on the ladder: {e}", file=sys.stderr, flush=True)
+        return ladder
 
 
 def _best_name(best: TrialRow) -> str:

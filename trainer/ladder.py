@@ -108,8 +108,10 @@ def real_of_size(pieces: int, train: np.ndarray, train_piece: np.ndarray, cfg: C
 
 def untrained_generator(holdout: np.ndarray, cfg: Config, ref_features: np.ndarray) -> Rung:
     """The config's generator at training's step 0, evaluated as training evaluates (imports TensorFlow)."""
+    from chorus.data import tfenv
     from chorus.trainer.model import build_generator, generate_batched, z_shape
-    from chorus.trainer.tfenv import keras
+
+    keras = tfenv.keras()
 
     keras.utils.set_random_seed(cfg.train.seed)  # as trainer.gan.WGANGP seeds its initialisers
     generator = build_generator(cfg)
