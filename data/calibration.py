@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chorus.data.objective import features, key_scales, music_distance
+from chorus.data.music_basics import fold_octaves, krumhansl_scales, pitch_classes
+from chorus.data.objective import features, music_distance
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,8 @@ def _per_note(v: np.ndarray, rng: np.random.Generator, draw: Callable[[int], np.
 
 def _key_pitches(x: np.ndarray) -> np.ndarray:
     """(N, P) bool: the pitches in each window's estimated key scale (major or harmonic minor)."""
-    pc = np.stack([x[:, :, c::12, :].sum(axis=(1, 2, 3)) for c in range(12)], axis=1).astype(float)
-    return key_scales(pc)[:, np.arange(x.shape[2]) % 12]
+    pc = fold_octaves(x.sum(axis=(1, 3)), axis=1).astype(float)  # (N, 12) note-steps per pitch class
+    return krumhansl_scales(pc)[:, pitch_classes(x.shape[2])]
 
 
 def _voice_range(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,12 +33,9 @@ from itertools import combinations
 import numpy as np
 
 from chorus.data import objective
+from chorus.data.music_basics import SCALES, binarize, fold_octaves, scale_count_key
 
 PER_TRACK = ("empty_bar_rate", "used_pitch_classes", "qualified_note_rate", "polyphonic_rate", "in_scale_rate")
-
-MAJOR_STEPS = (0, 2, 4, 5, 7, 9, 11)
-# SCALES[t, c]: pitch class c belongs to the major scale on tonic t.
-SCALES = np.array([[(c - t) % 12 in MAJOR_STEPS for c in range(12)] for t in range(12)])
 
 _L = np.arange(12)
 # Harte's transform, (6, 12): column l is the centroid of pitch class l alone.
@@ -49,9 +46,6 @@ PHI = np.stack([
 ])
 
 
-_binarize = objective.binarize
-
-
 def _ratio(num, den) -> np.ndarray:
     """num / den as floats, NaN where den == 0."""
     num, den = np.asarray(num, float), np.asarray(den, float)
@@ -60,8 +54,8 @@ def _ratio(num, den) -> np.ndarray:
 
 
 def _chroma(rolls: np.ndarray) -> np.ndarray:
-    """(N, T, P, K) bool -> (N, T, 12, K) number of active pitches per pitch class; slicing c::12 folds octaves."""
-    return np.stack([rolls[:, :, c::12, :].sum(axis=2, dtype=np.int32) for c in range(12)], axis=2)
+    """(N, T, P, K) bool -> (N, T, 12, K) number of active pitches per pitch class."""
+    return fold_octaves(rolls, axis=2, dtype=np.int32)
 
 
 def _blocks(x: np.ndarray, size: int, what: str) -> np.ndarray:
@@ -84,20 +78,14 @@ def _notes(rolls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ends[-1] - onsets[-1], onsets[0] * k + onsets[1]
 
 
-def major_key(pc_cells: np.ndarray) -> np.ndarray:
-    """(N, 12, K) active cells per pitch class -> (N,) tonic of the major scale holding the most of them."""
-    score = pc_cells.sum(axis=2) @ SCALES.T.astype(np.int64)  # (N, 12 tonics)
-    return score.argmax(axis=1)  # argmax returns the first maximum: ties go to the lowest tonic
-
-
 def estimate_key(rolls) -> np.ndarray:
     """(N,) tonic (0 = C) of each sample's major scale, estimated over all tracks (see in_scale_rate)."""
-    return major_key(_chroma(_binarize(rolls)).sum(axis=1))
+    return scale_count_key(_chroma(binarize(rolls)).sum(axis=(1, 3)))
 
 
 def per_sample_track_metrics(rolls, *, steps_per_bar=16, qualified_min_steps=2) -> dict[str, np.ndarray]:
     """Each metric in PER_TRACK -> (N, K) per-sample values (NaN where undefined, e.g. QN of a track with no notes)."""
-    rolls = _binarize(rolls)
+    rolls = binarize(rolls)
     n, _, _, k = rolls.shape
     chroma = _chroma(rolls)  # (N, T, 12, K)
     out = {}
@@ -118,14 +106,14 @@ def per_sample_track_metrics(rolls, *, steps_per_bar=16, qualified_min_steps=2) 
     out["polyphonic_rate"] = _ratio((voices >= 2).sum(axis=1), (voices >= 1).sum(axis=1))
 
     pc_cells = chroma.sum(axis=1)  # (N, 12, K) active cells per pitch class
-    scale = SCALES[major_key(pc_cells)]  # (N, 12) the sample's scale
+    scale = SCALES[scale_count_key(pc_cells.sum(axis=2))]  # (N, 12) the sample's scale
     out["in_scale_rate"] = _ratio((pc_cells * scale[:, :, None]).sum(axis=1), pc_cells.sum(axis=1))
     return out
 
 
 def tonal_centroids(rolls, *, steps_per_beat=4) -> np.ndarray:
     """(N, beats, K, 6) Harte tonal centroid of each track's chroma per beat; NaN where the track is silent."""
-    chroma = _blocks(_chroma(_binarize(rolls)), steps_per_beat, "beat").sum(axis=2)  # (N, beats, 12, K)
+    chroma = _blocks(_chroma(binarize(rolls)), steps_per_beat, "beat").sum(axis=2)  # (N, beats, 12, K)
     chroma = _ratio(chroma, chroma.sum(axis=2, keepdims=True))  # L1-normalised, NaN where silent
     return np.einsum("dl,nblk->nbkd", PHI, chroma)
 
@@ -161,7 +149,7 @@ def summarize(rolls, *, steps_per_bar=16, steps_per_beat=4, qualified_min_steps=
     per_track holds the metrics above; voices, pairs and sample hold data.objective's per-voice, voice-pair and
     whole-sample features. Means skip NaN samples; a mean with no finite sample is None.
     """
-    rolls = _binarize(rolls)
+    rolls = binarize(rolls)
     k = rolls.shape[3]
     names = list(track_names) if track_names is not None else [f"track{t}" for t in range(k)]
     if len(names) != k:

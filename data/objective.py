@@ -57,6 +57,16 @@ from typing import NamedTuple
 
 import numpy as np
 
+from chorus.data.music_basics import (
+    KK_MAJOR,
+    KK_MINOR,
+    binarize,
+    fold_octaves,
+    key_scale,
+    krumhansl_key,
+    krumhansl_scales,
+)
+
 MUSIC_DISTANCE_VERSION = 3  # bump whenever a change moves the value; values of different versions never compare
 
 # Order of the power mean over the feature terms: 1 = plain mean, large = the worst feature. 4 is where, on the
@@ -64,12 +74,6 @@ MUSIC_DISTANCE_VERSION = 3  # bump whenever a change moves the value; values of 
 # over a few noisy features; see benchmarks/results), and a second real sample stays within ~20 %.
 POWER = 4
 TERM_CAP = 10.0  # one feature's term is at most this many reference spreads (silence stays finite and comparable)
-
-# Krumhansl-Kessler key profiles, tonic first.
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-MINOR_SCALE = (0, 2, 3, 5, 7, 8, 11)  # harmonic minor: the raised leading tone is in key
 
 # Interval classes of two simultaneous pitches, by (upper - lower) mod 12.
 VERTICAL = {"perfect": (0, 7), "imperfect": (3, 4, 8, 9), "fourth": (5,), "second": (2, 10), "tritone": (6,),
@@ -169,48 +173,11 @@ def _spec(name: str) -> tuple[str, float]:
     return (VOICE_FEATURES | PAIR_FEATURES | SAMPLE_FEATURES)[short]
 
 
-def binarize(rolls) -> np.ndarray:
-    rolls = np.asarray(rolls)
-    if rolls.ndim != 4:
-        raise ValueError(f"rolls must be shaped (N, T, P, K), got {rolls.shape}")
-    return rolls > 0
-
-
 def _div(num, den) -> np.ndarray:
     """num / den, 0 where den == 0 (the explicit value of a feature with nothing to measure)."""
     num, den = np.asarray(num, float), np.asarray(den, float)
     out = np.zeros(np.broadcast_shapes(num.shape, den.shape))
     return np.divide(num, den, out=out, where=den > 0)
-
-
-def estimate_keys(pc_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, 12) pitch-class weights -> tonic (N,), is_minor (N,) and clarity (N,) = the best correlation (0 if silent).
-
-    Krumhansl-Schmuckler: correlate the weights with the 12 rotations of both Krumhansl-Kessler profiles.
-    """
-    rot = np.arange(12)
-    profiles = np.concatenate([KK_MAJOR[(rot[None, :] - rot[:, None]) % 12],
-                               KK_MINOR[(rot[None, :] - rot[:, None]) % 12]])  # (24 keys, 12): row t = profile on t
-    profiles = profiles - profiles.mean(axis=1, keepdims=True)
-    profiles /= np.linalg.norm(profiles, axis=1, keepdims=True)
-    w = pc_weight - pc_weight.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(w, axis=1, keepdims=True)
-    corr = _div(w, norm) @ profiles.T  # (N, 24); 0 for a silent (or flat) sample
-    best = corr.argmax(axis=1)
-    return best % 12, best >= 12, np.maximum(corr.max(axis=1), 0.0)
-
-
-def key_scales(pc_weight: np.ndarray) -> np.ndarray:
-    """(N, 12) pitch-class weights -> (N, 12) bool: the classes in the scale of each row's estimated key (major, or
-    harmonic minor)."""
-    tonic, minor, _ = estimate_keys(pc_weight)
-    return _scale(tonic, minor)
-
-
-def _scale(tonic: np.ndarray, minor: np.ndarray) -> np.ndarray:
-    """(N, 12) bool: the pitch classes of each key's scale."""
-    rel = (np.arange(12)[None, :] - tonic[:, None]) % 12
-    return np.where(minor[:, None], np.isin(rel, MINOR_SCALE), np.isin(rel, MAJOR_SCALE))
 
 
 class _Voices(NamedTuple):
@@ -237,10 +204,7 @@ def _voices(x: np.ndarray) -> _Voices:
     count = xu.sum(axis=3, dtype=np.int32)
     sounding = count > 0
     line = np.where(sounding, p - 1 - np.argmax(xt[..., ::-1], axis=3), 0)
-    # Pitch classes: pad the pitch axis to whole octaves and fold them.
-    octaves = -(-p // 12)
-    chroma = np.pad(xu, ((0, 0), (0, 0), (0, 0), (0, 12 * octaves - p))).reshape(n, t, k, octaves, 12).sum(
-        axis=3, dtype=np.int32)
+    chroma = fold_octaves(xu, axis=3, dtype=np.int32)
     starts = xt.copy()  # a note starts where a pitch turns on
     starts[:, 1:] &= ~xt[:, :-1]
     onset = starts.any(axis=3)
@@ -344,9 +308,9 @@ def _key_features(v: _Voices) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, 
     Krumhansl-Schmuckler over all voices' note-steps; each voice's note-steps measured against it."""
     k = v.line.shape[2]
     pc_voice = v.chroma.sum(axis=1).transpose(0, 2, 1).astype(float)  # (N, 12, K) note-steps per pitch class
-    tonic, minor, clarity = estimate_keys(pc_voice.sum(axis=2))
+    tonic, minor, clarity = krumhansl_key(pc_voice.sum(axis=2))
     rel = (np.arange(12)[None, :] - tonic[:, None]) % 12  # (N, 12) pitch class relative to the tonic
-    scale = _scale(tonic, minor)
+    scale = key_scale(tonic, minor)
     prof = np.where(minor[:, None], KK_MINOR[rel], KK_MAJOR[rel])
     weight = (prof - KK_MAJOR.min()) / (KK_MAJOR.max() - KK_MAJOR.min())  # about 0..1
     cells = pc_voice.sum(axis=1)  # (N, K)
@@ -355,7 +319,7 @@ def _key_features(v: _Voices) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, 
     # The same against the key of the other voices alone: does this voice agree with the rest?
     others = np.zeros_like(cells)
     for i in range(k):
-        o_scale = key_scales(pc_voice.sum(axis=2) - pc_voice[:, :, i])
+        o_scale = krumhansl_scales(pc_voice.sum(axis=2) - pc_voice[:, :, i])
         others[:, i] = _div((pc_voice[:, :, i] * o_scale).sum(axis=1), cells[:, i])
     cols["in_others_key"] = others
     return cols, (tonic, minor, clarity)

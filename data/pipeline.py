@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from chorus.data import tfenv
-from chorus.data.metrics import major_key
+from chorus.data.music_basics import fold_octaves, scale_count_key
 
 tf = tfenv.tensorflow()
 
@@ -81,9 +81,7 @@ def key_shifts(rolls: np.ndarray, pitch_low: int, *, track: int = 0) -> tuple[np
     x = np.asarray(rolls) > 0
     n, _, p, _ = x.shape
     counts = x[..., track].sum(axis=1)  # (N, P) note-steps per pitch
-    chroma = np.zeros((n, 12), np.int64)
-    np.add.at(chroma.T, (pitch_low + np.arange(p)) % 12, counts.T)
-    tonic = major_key(chroma[:, :, None])  # metrics' key rule (and tie rule), on one track
+    tonic = scale_count_key(fold_octaves(counts, axis=1, pitch_low=pitch_low))  # the lab's key rule, on one track
     near = np.where(tonic <= 6, -tonic, 12 - tonic)
     far = np.where(near > 0, near - 12, near + 12)
     far = np.where(tonic == 0, 0, far)

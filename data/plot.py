@@ -6,13 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from chorus.data.files import atomic_path
+from chorus.data.music_basics import note_name
 
-NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 MARGIN = 2  # semitones of air above and below the used pitch range
-
-
-def _note_name(pitch: int) -> str:
-    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 def save_pianoroll_png(
@@ -60,7 +56,7 @@ def save_pianoroll_png(
         name = track_names[i] if i < len(track_names) else f"track {i}"
         ax.set_ylabel(name)
         ticks = [c for c in range(lo, hi + 1) if c % 12 == 0] or [lo, hi]
-        ax.set_yticks(ticks, [_note_name(c) for c in ticks], fontsize=7)
+        ax.set_yticks(ticks, [note_name(c) for c in ticks], fontsize=7)
     bars = list(range(0, t, steps_per_bar))
     axes[-1, 0].set_xticks([b - 0.5 for b in bars], [str(b // steps_per_bar + 1) for b in bars])
     axes[-1, 0].set_xlabel("bar")

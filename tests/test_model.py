@@ -136,7 +136,7 @@ def _scale_melodies(low=32):
 
 
 def test_key_shifts_move_each_melody_to_c_by_the_nearer_octave_unless_only_the_other_fits():
-    from chorus.data.metrics import SCALES
+    from chorus.data.music_basics import SCALES
     from chorus.data.pipeline import key_shifts, shift_pitches
 
     rolls = _scale_melodies()
@@ -182,7 +182,7 @@ def test_training_windows_are_made_once_and_count_what_they_drop():
 
 
 def test_key_normalized_training_windows_are_in_c_and_generation_moves_back():
-    from chorus.data.metrics import SCALES
+    from chorus.data.music_basics import SCALES
     from chorus.data.pipeline import key_shifts, shift_pitches
     from chorus.trainer.model import build_generator, generate_batched, z_shape
 

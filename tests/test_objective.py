@@ -10,7 +10,6 @@ from chorus.data import metrics, objective
 from chorus.data.objective import (
     MUSIC_DISTANCE_VERSION,
     distance_terms,
-    estimate_keys,
     feature_names,
     features,
     group_distances,
@@ -101,13 +100,7 @@ def test_melodic_intervals_between_successive_notes():
     assert feat(roll, "S.melodic_size")[0] == pytest.approx((2 + 0 + 5 + 5 + 14) / 5)
 
 
-def test_key_estimate_and_key_relative_pitch_classes():
-    c_major = np.zeros((1, 12))
-    c_major[0, [0, 2, 4, 5, 7, 9, 11]] = [3, 1, 2, 1, 2, 1, 1]
-    tonic, minor, clarity = estimate_keys(c_major)
-    assert tonic[0] == 0 and not minor[0] and clarity[0] > 0.7
-    tonic, _, _ = estimate_keys(np.roll(c_major, 5, axis=1))  # the same, a fourth up: F major
-    assert tonic[0] == 5
+def test_key_relative_pitch_classes():
     roll = chorale()
     assert feat(roll, "S.in_key")[0] == 1.0
     play(roll, FS4, 0, 8, voice=1)  # an F# instead of the alto's first G: out of C major

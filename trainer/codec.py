@@ -31,6 +31,11 @@ class RollCodec:
         """{0, 1} (or bool) rolls, as datasets and MIDI give them -> user rolls in {-1, 1}, float32."""
         return np.asarray(on).astype(np.float32) * 2.0 - 1.0
 
+    @staticmethod
+    def notes(outputs: np.ndarray, threshold: float) -> np.ndarray:
+        """Decoded outputs (or user rolls) -> bool rolls: on where above threshold (the lab's sample.threshold)."""
+        return np.asarray(outputs) > threshold
+
     @classmethod
     def melody(cls, rolls):
         """The melody track of rolls (N, T, P, K), kept as a track: (N, T, P, 1) (arrays and tensors alike)."""

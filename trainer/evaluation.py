@@ -45,10 +45,6 @@ def fixed_inputs(rolls: np.ndarray, n: int, seed: int, z_shape: tuple[int, ...])
     return melody, truncated_normal(rng, (n, *z_shape))
 
 
-def binarize(outputs: np.ndarray, threshold: float) -> np.ndarray:
-    return outputs > threshold
-
-
 @dataclass
 class Evaluation:
     generated: dict[str, Any]  # metrics.summarize of the generated samples
@@ -109,7 +105,7 @@ def evaluate(generate: Callable[[np.ndarray, np.ndarray], np.ndarray], holdout: 
     A run passes holdout_summary and holdout_features (objective.features of the holdout), computed once.
     """
     melody, z = fixed_inputs(holdout, cfg.eval.num_samples, cfg.eval.seed, z_shape)
-    generated = RollCodec.with_melody(binarize(generate(melody, z), cfg.sample.threshold), melody)
+    generated = RollCodec.with_melody(RollCodec.notes(generate(melody, z), cfg.sample.threshold), melody)
     return score(generated, holdout, cfg, holdout_summary, holdout_features)
 
 

@@ -14,7 +14,7 @@ from chorus.data.midi_io import melody_notes, notes_roll
 from chorus.trainer.checkpoints import require_checkpoint
 from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import Config, config_from_dict, read_yaml
-from chorus.trainer.evaluation import Evaluation, binarize, evaluate, fixed_inputs, truncated_normal
+from chorus.trainer.evaluation import Evaluation, evaluate, fixed_inputs, truncated_normal
 from chorus.trainer.ladder import Ladder, build_ladder
 from chorus.trainer.model import build_generator, generate_batched, z_shape
 from chorus.trainer.rundir import require_run_dir
@@ -76,7 +76,7 @@ def generate_from_run(run_dir: str | Path, *, melody: str | Path | None = None, 
         m, z = fixed_inputs(holdout, num, seed, zs)
         real = real_harmonizations(holdout, m)  # holdout melodies: their real harmonizations go beside
     # the melody track is the given melody, as in the lab's inference
-    rolls = RollCodec.with_melody(binarize(run.generate(m, z), cfg.sample.threshold), m)
+    rolls = RollCodec.with_melody(RollCodec.notes(run.generate(m, z), cfg.sample.threshold), m)
     if melody is not None:  # with its note boundaries, which the roll alone loses on a repeated note
         onsets = np.zeros(rolls.shape, dtype=bool)  # (num, T, P, K)
         onsets[..., RollCodec.MELODY_TRACK] = onset

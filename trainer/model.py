@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from chorus.data import tfenv
+from chorus.data.music_basics import pitch_classes
 from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import Config
 
@@ -158,7 +159,7 @@ class PitchClasses(keras.layers.Layer):
     def call(self, x):
         window = x.shape[2]
         fold = np.zeros((window, 12), np.float32)
-        fold[np.arange(window), (self.pitch_low + np.arange(window)) % 12] = 1.0
+        fold[np.arange(window), pitch_classes(window, self.pitch_low)] = 1.0
         pcs = tf.einsum("btpk,pc->btck", x, tf.constant(fold, x.dtype))
         return tf.reshape(pcs, tf.stack([tf.shape(x)[0], tf.shape(x)[1], 12 * x.shape[3]]))
 

@@ -21,9 +21,10 @@ from chorus.data.errors import InputError
 from chorus.data.files import write_text_atomic
 from chorus.data.pipeline import Windows, make_dataset, training_windows
 from chorus.trainer import checkpoints as ckpts
+from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import Config, dump_config
 from chorus.trainer.distribute import Distribution, choose_strategy, configure_devices
-from chorus.trainer.evaluation import binarize, evaluate, fixed_inputs, summarize_holdout
+from chorus.trainer.evaluation import evaluate, fixed_inputs, summarize_holdout
 from chorus.trainer.gan import WGANGP
 from chorus.trainer.model import generate_batched, pipeline_options
 from chorus.trainer.rundir import (
@@ -211,7 +212,7 @@ def set_up(cfg: Config, resume_from: str | None = None) -> Session:
         cfg=cfg, dist=dist, run_dir=run_dir, config_yaml=config_yaml, data=data, gan=gan, checkpoint=checkpoint,
         manager=manager, ckpt_dir=ckpt_dir, iterator=iter(dist_ds),
         holdout_summary=summarize_holdout(data.holdout, cfg),
-        holdout_features=objective.features(objective.binarize(data.holdout), steps_per_bar=cfg.data.steps_per_bar,
+        holdout_features=objective.features(data.holdout, steps_per_bar=cfg.data.steps_per_bar,
                                             steps_per_beat=cfg.data.steps_per_beat),
         sample_melody=sample_melody, sample_z=sample_z,
         sample_real=real_harmonizations(data.holdout, sample_melody),
@@ -252,7 +253,7 @@ def evaluate_now(s: Session, step: int) -> dict[str, float]:
 def write_step_samples(s: Session, step: int) -> None:
     """MIDI + PNG + WAV of the fixed melodies beside the real harmonizations, and TensorBoard audio; every worker
     runs the generator (its BatchNorm read is collective)."""
-    rolls = binarize(s.gan.generate(s.sample_melody, s.sample_z), s.cfg.sample.threshold)
+    rolls = RollCodec.notes(s.gan.generate(s.sample_melody, s.sample_z), s.cfg.sample.threshold)
     if s.chief:
         write_samples(rolls, s.run_dir / "samples" / f"step-{step:06d}", s.cfg, title=f"step {step}",
                       real=s.sample_real, tensorboard=s.writer, step=step)
