@@ -58,7 +58,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         read_melody(args.melody, steps=data.steps, steps_per_beat=data.steps_per_beat)
     from chorus.trainer.generate import generate_from_run
 
-    paths = generate_from_run(args.run, melody=args.melody, num=args.num, out=args.out, seed=args.seed)
+    paths = generate_from_run(args.run, melody=args.melody, num=args.num, out=args.out, seed=args.seed,
+                              pianoroll=args.pianoroll)
     for p in paths:
         print(f"{p}  {p.with_suffix('.png')}")
     return 0
@@ -142,6 +143,8 @@ def _add_generate(sub) -> None:
     p.add_argument("--num", type=int, default=4, help="number of samples (default 4)")
     p.add_argument("--out", metavar="DIR", help="output folder (default RUN/generated)")
     p.add_argument("--seed", type=int, default=0, help="seed for the noise (and holdout melodies)")
+    p.add_argument("--pianoroll", action="store_true",
+                   help="also write each sample as a pypianoroll .npz multitrack (MuseGAN's format)")
     p.set_defaults(func=cmd_generate)
 
 

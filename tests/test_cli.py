@@ -75,13 +75,27 @@ def test_kill_dash_nine_then_resume(tiny_overrides, tmp_path):
 
 def test_generate_from_holdout_and_from_a_melody(trained_run, tmp_path):
     import pretty_midi
+    import pypianoroll
+
+    from chorus.data.midi_io import read_rolls
 
     out = tmp_path / "gen"
-    run_chorus("generate", "--run", str(trained_run), "--num", "3", "--out", str(out), check=True)
+    run_chorus("generate", "--run", str(trained_run), "--num", "3", "--out", str(out), "--pianoroll", check=True)
     mids = sorted(out.glob("generated-*.mid"))
     assert len(mids) == 3 and all(m.with_suffix(".png").stat().st_size > 0 for m in mids)
     assert all(m.with_suffix(".wav").stat().st_size > 44 for m in mids)  # audio beside every sample
     assert sorted(p.name for p in out.glob("real-*.wav")) == ["real-0.wav", "real-1.wav", "real-2.wav"]
+    # --pianoroll: each sample (and real harmonization) also as a pypianoroll multitrack holding the MIDI's notes
+    assert len(list(out.glob("*.npz"))) == 6
+    for mid in mids:
+        mt = pypianoroll.load(mid.with_suffix(".npz"))
+        assert [t.name for t in mt.tracks] == ["soprano", "alto", "tenor", "bass"]
+        tracks, _ = read_rolls(mid, steps_per_beat=4)  # the MIDI's tracks that hold notes, in order
+        sounding = [t.pianoroll > 0 for t in mt.tracks if t.pianoroll.any()]
+        assert len(sounding) == len(tracks)
+        for got, roll in zip(sounding, tracks, strict=True):
+            np.testing.assert_array_equal(got[: len(roll)], roll[: len(got)])
+            assert not got[len(roll):].any()
 
     melody = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(0)

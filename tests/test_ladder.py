@@ -8,6 +8,7 @@ from tests_support import TINY
 
 from chorus.data.dataset import build_dataset, load_dataset
 from chorus.data.objective import MUSIC_DISTANCE_VERSION, music_distance
+from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import load_config
 from chorus.trainer.evaluation import draw_windows, evaluate, reference_features
 from chorus.trainer.ladder import REAL, UNTRAINED, WEAKEST, Ladder, Rung, build_ladder
@@ -37,7 +38,7 @@ def test_real_vs_real_is_real_windows_with_their_own_melodies(chorales):
 
     def old_real(melody, z):
         idx = rng.choice(len(ds.train), size=len(melody), replace=len(melody) > len(ds.train))
-        return ds.train[idx].astype(np.float32) * 2.0 - 1.0
+        return RollCodec.user_rolls(ds.train[idx])
 
     mismatched = evaluate(old_real, ds.holdout, cfg, (2, 4, 8)).music_distance
     assert real.value * 3 < mismatched, (real.value, mismatched)

@@ -10,6 +10,7 @@ from tests_support import TINY
 
 from chorus.cluster.results import TrialRow, copy_best, plot_curves, reference_ladder, table, write_html
 from chorus.data.audio import read_wav
+from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import dump_config, load_config
 from chorus.trainer.ladder import REAL, UNTRAINED, WEAKEST
 from chorus.trainer.samples import real_harmonizations, write_samples
@@ -42,7 +43,7 @@ def test_report_plays_each_best_sample_beside_its_real_harmonization(tmp_path, d
     cfg = load_config(TINY, [f"data.cache_dir={data_cache}", "data.holdout_fraction=0.3", "eval.num_samples=32",
                              "sample.audio=numpy"])
     holdout = _windows(5, rng)
-    melody = holdout[:2, ..., :1].astype(np.float32) * 2 - 1
+    melody = RollCodec.user_rolls(RollCodec.melody(holdout[:2]))
     run = tmp_path / "ckpt"
     (run / "samples" / "step-000006").mkdir(parents=True)
     (run / "config.yaml").write_text(dump_config(cfg))

@@ -54,7 +54,7 @@ def holdout_windows(cfg: Config) -> np.ndarray:
 
 
 def generate_from_run(run_dir: str | Path, *, melody: str | Path | None = None, num: int = 4,
-                      out: str | Path | None = None, seed: int = 0) -> list[Path]:
+                      out: str | Path | None = None, seed: int = 0, pianoroll: bool = False) -> list[Path]:
     """num 4-track MIDI files (+ PNGs and WAVs) conditioned on a melody MIDI file, or on holdout melodies if none
     (then with the real harmonizations of those melodies beside them, as real-i.*).
 
@@ -82,7 +82,7 @@ def generate_from_run(run_dir: str | Path, *, melody: str | Path | None = None, 
         onsets[..., RollCodec.MELODY_TRACK] = onset
     out = Path(out) if out else Path(run_dir) / "generated"
     return write_samples(rolls, out, cfg, prefix=f"generated-step{run.step}", title=f"step {run.step}",
-                         real=real if melody is None else None, onsets=onsets)
+                         real=real if melody is None else None, onsets=onsets, pianoroll=pianoroll)
 
 
 def evaluate_run(run_dir: str | Path, json_path: str | Path | None = None) -> tuple[Evaluation, Path, int, Ladder]:
