@@ -57,3 +57,31 @@ def checkpoint_tensors(path) -> dict[str, np.ndarray]:
 def listing(path) -> list[tuple[str, int]]:
     """Every file and folder under path with its size: equal before and after means nothing was touched."""
     return sorted((str(p.relative_to(path)), p.stat().st_size) for p in Path(path).rglob("*"))
+
+
+def mono_rolls(n=6, seed=0):
+    """Monophonic 4-voice windows (n, 32, 128, 4) in MIDI 40..79, with some rests."""
+    rng = np.random.default_rng(seed)
+    rolls = np.zeros((n, 32, 128, 4), bool)
+    pitch = rng.integers(40, 80, size=(n, 32, 4))
+    np.put_along_axis(rolls, pitch[:, :, None, :], True, axis=2)
+    rolls[:, ::7, :, 1] = False  # rests in the alto
+    return rolls
+
+
+def scale_melodies(low=32):
+    """(12, 32, 64, 4) windows of a pitch window from MIDI `low`: window t's melody walks up the major scale on
+    tonic t from MIDI 60 + t (ambiguity-free: the whole scale), its bass an octave and a fifth lower."""
+    rolls = np.zeros((12, 32, 64, 4), bool)
+    for t in range(12):
+        for i, step in enumerate((0, 2, 4, 5, 7, 9, 11, 12)):
+            rolls[t, 4 * i:4 * i + 4, 60 + t + step - low, 0] = True
+            rolls[t, 4 * i:4 * i + 4, 41 + t + step - low, 3] = True
+    return rolls
+
+
+def pipeline_batches(rolls, n, **kw):
+    """The first n batches of data.pipeline.make_dataset(rolls, global batch 4, seed 5), as arrays."""
+    from chorus.data.pipeline import make_dataset
+
+    return [b.numpy() for b in make_dataset(rolls, global_batch=4, seed=5, **kw).take(n)]
