@@ -9,7 +9,7 @@ import sys
 import threading
 
 from chorus.data import tfenv
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 
 EXIT_INPUT = 2
 

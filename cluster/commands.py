@@ -9,7 +9,7 @@ import argparse
 import contextlib
 
 from chorus.cluster.jobs import DEFAULT_HEAD_RETRIES
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 
 
 def _reach(args: argparse.Namespace):

@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 
 from chorus.cluster.ray_private import FAKE_PROVIDER
-from chorus.data.errors import InputError
-from chorus.data.files import write_text_atomic
+from chorus.errors import InputError
+from chorus.files import write_text_atomic
 
 AWS_YAML = Path(__file__).resolve().parent / "aws.yaml"
 HEAD_TYPE = "ray.head.default"  # the fake provider's fixed name for the head node type

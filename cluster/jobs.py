@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 EXIT_JOB_FAILED = 1

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 from chorus.trainer.config import read_yaml
 
 

@@ -13,7 +13,7 @@ import uuid
 
 from chorus.cluster import results as results_mod
 from chorus.cluster.search_config import Search, is_uri
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 
 
 def _nodes() -> list[dict]:

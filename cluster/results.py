@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 from chorus.trainer.ladder import REAL, UNTRAINED, WEAKEST, Ladder
 
 SEARCH_FILE = "chorus-search.json"  # the search snapshot written next to Tune's experiment state

@@ -32,7 +32,7 @@ from chorus.cluster.search_config import (
     search_from_dict,
     search_to_dict,
 )
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 
 EXPERIMENT_LINE = "chorus: search experiment: "  # then its path; `chorus submit` resumes it after a lost head
 DONE_FILE = "chorus-done.json"  # in the experiment's storage dir, written once its results are exported

@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, with_config
 
-from chorus.data.errors import InputError
 from chorus.data.settings import SECTION, Bool, Int, Num, Str
+from chorus.errors import InputError
 from chorus.trainer.config import (
     Config,
     apply_overrides,

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chorus.data.files import atomic_path
 from chorus.data.midi_io import read_midi
+from chorus.files import atomic_path
 
 MODES = ("auto", "fluidsynth", "numpy", "none")  # not "off": YAML reads a bare off as false
 FLUIDSYNTH_SF2 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from chorus.data.errors import InputError
 from chorus.data.settings import DataConfig
 from chorus.data.sources import (
     PITCHES,
@@ -39,7 +38,8 @@ from chorus.data.sources import (
     sha256_file,
     source_identity,
 )
-from chorus.data.versions import DATA_PACKAGES, versions
+from chorus.errors import InputError
+from chorus.versions import DATA_PACKAGES, versions
 
 FORMAT_VERSION = 1  # bump when the build's output changes for the same settings
 NPZ_NAME = "dataset.npz"

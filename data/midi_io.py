@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from chorus.data.errors import InputError
-from chorus.data.files import atomic_path
 from chorus.data.sources import PITCHES
+from chorus.errors import InputError
+from chorus.files import atomic_path
 
 DEFAULT_VELOCITY = 80
 WRITE_PPQ = 480  # ticks per beat of written files (divisible by 1, 2, 3, 4, 5, 6, 8, ... steps per beat)
@@ -239,7 +239,7 @@ def write_midi(
     per beat, or a multiple of steps_per_beat), so any reader that maps ticks to the nearest step reads the same
     roll (and notes) back. Track 0 holds the tempo (``tempo`` beats per minute) and a 4/4 time signature; track
     k+1 holds voice k on channel k (skipping the drum channel) with its name and General MIDI program. Non-bool
-    input is binarized at > 0. Written atomically (data.files).
+    input is binarized at > 0. Written atomically (chorus.files).
     """
     import mido
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from chorus.data.errors import InputError
 from chorus.data.settings import DataConfig
 from chorus.data.sources import PITCHES, WindowStats, load_array, make_windows, midi_files
+from chorus.errors import InputError
 
 
 @dataclass

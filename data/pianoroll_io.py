@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from chorus.data.errors import InputError
-from chorus.data.files import atomic_path
 from chorus.data.midi_io import _to_step, roll_notes
 from chorus.data.settings import DataConfig
 from chorus.data.sources import PITCHES, SourceResult, read_folder, sha256_file
+from chorus.errors import InputError
+from chorus.files import atomic_path
 
 SUFFIX = ".npz"
 READER_VERSION = 1  # bump when reading a file gives different rolls; part of the dataset cache key

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chorus.data.files import atomic_path
 from chorus.data.music_basics import note_name
+from chorus.files import atomic_path
 
 MARGIN = 2  # semitones of air above and below the used pitch range
 

@@ -44,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chorus.data.errors import InputError
 from chorus.data.settings import DataConfig
+from chorus.errors import InputError
 
 PITCHES = 128  # the pitch axis is always the full MIDI range
 MIDI_SUFFIXES = (".mid", ".midi")

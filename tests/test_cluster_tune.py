@@ -61,7 +61,7 @@ def test_trainable_resources_and_threads():
 
 def test_capacity_counts_whole_worker_groups_and_fails_when_none_fits(monkeypatch):
     from chorus.cluster.preflight import apply_capacity, groups_that_fit, trial_capacity
-    from chorus.data.errors import InputError
+    from chorus.errors import InputError
 
     head, worker = {"CPU": 0.0, "memory": 2e9}, {"CPU": 1.0, "memory": 4e9}
     assert groups_that_fit([head, worker, worker], 2, {"CPU": 1.0}) == 1  # the compose cluster: one at a time

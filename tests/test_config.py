@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 from chorus.trainer.config import CONFIG_DIR, CONFIG_VERSION, config_from_dict, dump_config, load_config, read_yaml
 
 

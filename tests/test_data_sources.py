@@ -7,7 +7,6 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from chorus.data.errors import InputError
 from chorus.data.settings import DataConfig
 from chorus.data.sources import (
     WindowStats,
@@ -19,6 +18,7 @@ from chorus.data.sources import (
     read_midi_folder,
     read_pieces,
 )
+from chorus.errors import InputError
 
 
 def write_midi_file(path: Path, tracks: list[list[tuple[int, float, float]]], *, drums: tuple[int, ...] = ()) -> Path:

@@ -11,8 +11,8 @@ import pytest
 
 from chorus.data import dataset as ds_mod
 from chorus.data.dataset import _build, build_dataset, describe_dataset, load_dataset, split_pieces
-from chorus.data.errors import InputError
 from chorus.data.settings import DataConfig
+from chorus.errors import InputError
 
 
 def _rolls(n=12, seed=0):

@@ -1,4 +1,4 @@
-"""data.files: the one atomic writer. Outputs get the user's umask; a failed write leaves the old file whole."""
+"""chorus.files: the one atomic writer. Outputs get the user's umask; a failed write leaves the old file whole."""
 from __future__ import annotations
 
 import os
@@ -7,9 +7,9 @@ import stat
 import numpy as np
 import pytest
 
-from chorus.data.files import atomic_path, write_text_atomic
 from chorus.data.midi_io import write_midi
 from chorus.data.plot import save_pianoroll_png
+from chorus.files import atomic_path, write_text_atomic
 
 
 @pytest.fixture

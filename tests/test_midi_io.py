@@ -8,11 +8,11 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from chorus.data.errors import InputError
 from chorus.data.midi_io import melody_notes, notes_roll, read_melody, read_rolls, roll_notes, skyline, write_midi
 from chorus.data.plot import save_pianoroll_png
 from chorus.data.settings import DataConfig
 from chorus.data.sources import keep_top_note, read_midi_folder
+from chorus.errors import InputError
 
 
 def _random_roll(rng, steps=64, tracks=4):

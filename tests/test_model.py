@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from tests_support import mono_rolls, scale_melodies
 
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 
 
 def _cfg(*overrides):

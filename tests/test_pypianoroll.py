@@ -13,10 +13,10 @@ import pytest
 from tests_support import run_chorus
 
 from chorus.data.dataset import FORMAT_VERSION, build_dataset, cache_key, load_dataset
-from chorus.data.errors import InputError
 from chorus.data.pianoroll_io import read_pianoroll_source, write_multitrack
 from chorus.data.settings import DataConfig
 from chorus.data.sources import read_pieces, source_identity
+from chorus.errors import InputError
 
 RES = 24  # pypianoroll time steps per beat (the Lakh Pianoroll Dataset's resolution); 6 per sixteenth
 PICKUP = RES  # one beat before the first downbeat

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chorus.cluster.search_config import build_search, load_search, search_from_dict, search_to_dict, split_overrides
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
 

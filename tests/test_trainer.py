@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tests_support import checkpoint_tensors, listing
 
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 
 
 def test_lab_preset_has_the_lab_parameter_counts():

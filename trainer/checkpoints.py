@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 from chorus.data import tfenv
-from chorus.data.errors import InputError
-from chorus.data.files import write_text_atomic
+from chorus.errors import InputError
+from chorus.files import write_text_atomic
 from chorus.trainer.rundir import STATE_FILE, versions_text
 
 tf = tfenv.tensorflow()

@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError, with_config
 
-from chorus.data.errors import InputError
 from chorus.data.settings import SECTION, Bool, DataConfig, Int, Num, Str
+from chorus.errors import InputError
 
 # The bundled presets ship as package data (chorus.configs), so an installed wheel finds them from any directory.
 CONFIG_DIR = Path(str(importlib.resources.files("chorus.configs")))

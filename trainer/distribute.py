@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 
 from chorus.data import tfenv
-from chorus.data.errors import InputError
+from chorus.errors import InputError
 from chorus.trainer.config import require_tf_config
 
 tf = tfenv.tensorflow()

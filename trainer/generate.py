@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from chorus.data import tfenv
-from chorus.data.errors import InputError
-from chorus.data.files import write_text_atomic
 from chorus.data.midi_io import melody_notes, notes_roll
+from chorus.errors import InputError
+from chorus.files import write_text_atomic
 from chorus.trainer.checkpoints import require_checkpoint
 from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import Config, config_from_dict, read_yaml

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from chorus.data.calibration import CORRUPTIONS, Meter
-from chorus.data.files import write_text_atomic
 from chorus.data.music_files import MusicWindows, read_array_windows, read_midi_windows
 from chorus.data.objective import MUSIC_DISTANCE_VERSION, music_distance
+from chorus.files import write_text_atomic
 from chorus.trainer.config import Config
 from chorus.trainer.evaluation import Evaluation, draw_windows, evaluate, reference_features, score
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from chorus.data import objective, tfenv
 from chorus.data.dataset import Dataset, build_dataset, load_dataset
-from chorus.data.errors import InputError
-from chorus.data.files import write_text_atomic
 from chorus.data.pipeline import Windows, make_dataset, training_windows
+from chorus.errors import InputError
+from chorus.files import write_text_atomic
 from chorus.trainer import checkpoints as ckpts
 from chorus.trainer.codec import RollCodec
 from chorus.trainer.config import Config, dump_config

@@ -9,10 +9,10 @@ from typing import Any
 
 import yaml
 
-from chorus.data.errors import InputError
-from chorus.data.files import write_text_atomic
-from chorus.data.versions import versions
+from chorus.errors import InputError
+from chorus.files import write_text_atomic
 from chorus.trainer.config import upgrade_config_doc
+from chorus.versions import versions
 
 STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's state file, beside the checkpoint files
 
