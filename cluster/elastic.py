@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from chorus.cluster.launcher import free_port
 from chorus.cluster.ray_private import FAKE_PROVIDER
 from chorus.errors import InputError
 from chorus.files import write_text_atomic
@@ -113,12 +113,6 @@ def cluster_pids(temp_dir: str) -> list[int]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_elastic_cluster(temp_dir: str | Path, settings: ElasticSettings | None = None, *,
                           port: int | None = None, aws_yaml: Path = AWS_YAML) -> ElasticCluster:
     """Start the head (CPU 0) with the autoscaler on the fake provider; workers come and go with demand."""
@@ -129,7 +123,7 @@ def start_elastic_cluster(temp_dir: str | Path, settings: ElasticSettings | None
     temp_dir.mkdir(parents=True, exist_ok=True)
     if len(str(temp_dir)) > 60:  # Ray's unix sockets live under it, and their paths are limited to 107 bytes
         raise InputError(f"{temp_dir}: the Ray temp dir path is too long for its sockets (keep it under 60 chars)")
-    port = port or _free_port()
+    port = port or free_port()
     address = f"{get_node_ip_address()}:{port}"
     config_path = temp_dir / "autoscaler.yaml"
     write_text_atomic(config_path, yaml.safe_dump(elastic_config(settings, address, aws_yaml), sort_keys=False))

@@ -45,7 +45,8 @@ def cluster_settings(cluster_yaml: str | Path) -> dict:
     return {"dashboard_port": port, "token_path": token}
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free loopback port (free now: another process may take it before it is used)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -55,7 +56,7 @@ def _free_port() -> int:
 def dashboard_tunnel(cluster_yaml: str | Path, timeout: float = 60) -> Iterator[str]:
     """`ray dashboard` (an SSH tunnel to the head) on a free local port; yields the local Jobs API address."""
     settings = cluster_settings(cluster_yaml)
-    local = _free_port()
+    local = free_port()
     proc = subprocess.Popen(["ray", "dashboard", "--port", str(local), "--remote-port",
                              str(settings["dashboard_port"]), str(cluster_yaml)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)

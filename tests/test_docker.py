@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests_support import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -68,12 +69,6 @@ def run(cmd: list[str], *, env: dict | None = None, timeout: float = 600, check:
         raise AssertionError(f"{' '.join(cmd)} exited {out.returncode}\n--- stdout\n{out.stdout[-4000:]}\n"
                              f"--- stderr\n{out.stderr[-4000:]}")
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def expected_uid_gid() -> tuple[int, int]:
