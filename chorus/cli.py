@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
-import re
 import sys
-import threading
 
 from chorus.data import tfenv
 from chorus.errors import InputError
@@ -205,59 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# TensorFlow's native start-up lines (absl's pre-InitializeLog warning, "Could not find cuda drivers", cuInit,
-# oneDNN, CPU instruction notes): TF_CPP_MIN_LOG_LEVEL does not reach the ones logged before absl starts.
-_NATIVE_LOG = re.compile(rb"WARNING: All log messages before absl::InitializeLog"
-                         rb"|[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"  # absl: I0000 00:00:1796.. 16509 file.cc:31]
-                         rb"|\d{4}-\d\d-\d\d [\d:.]+: [IWEF] [\w/.]+:\d+\]"  # TF: 2026-12-04 16:00:00.1: I f.cc:1]
-                         rb"|oneDNN custom operations|To enable the following instructions")
-_NATIVE_STARTS = (b"WARNING: All", b"I0", b"W0", b"E0", b"F0", b"20", b"oneDNN", b"To enable")
-
-
-def filter_native_logs() -> None:
-    """Drop TensorFlow's native log lines from this process's stderr (fd 2; Python's own writes pass through)."""
-    read_end, write_end = os.pipe()
-    real = os.dup(2)
-    sys.stderr.flush()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-
-    def pump() -> None:
-        pending = b""
-        while chunk := os.read(read_end, 65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                if not _NATIVE_LOG.match(line):
-                    os.write(real, line + b"\n")
-            # a partial line that cannot start a native log line goes out now (prompts, progress without newline)
-            if pending and not any(pending.startswith(p) or p.startswith(pending) for p in _NATIVE_STARTS):
-                os.write(real, pending)
-                pending = b""
-        if pending:
-            os.write(real, pending)
-
-    thread = threading.Thread(target=pump, name="native-log-filter", daemon=True)
-    thread.start()
-
-    def restore() -> None:
-        sys.stderr.flush()
-        os.dup2(real, 2)  # the pipe's last write end closes: the pump drains and stops
-        thread.join(timeout=5)
-
-    atexit.register(restore)
-
-
-# the subcommands that import TensorFlow in this process
-_TF_COMMANDS = ("train", "generate", "evaluate", "data")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose:
         os.environ["CHORUS_VERBOSE"] = "1"
     tfenv.configure()  # before anything imports TensorFlow, here or in the processes this one starts
-    if not tfenv.verbose() and args.command in _TF_COMMANDS:
-        filter_native_logs()
+    # every subcommand: train, generate, evaluate and data import TensorFlow here, and search may (its export
+    # scores the untrained generator); the processes that Ray starts for trials filter their own
+    tfenv.quiet_native_logs()
     try:
         return args.func(args)
     except InputError as exc:

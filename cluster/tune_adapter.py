@@ -28,6 +28,7 @@ from typing import Any
 from ray import tune
 
 from chorus.cluster.search_config import Search, trial_config
+from chorus.data import tfenv
 
 RUN_SUBDIR = "run"  # the trainer's run dir inside a trial's working directory
 # What a multi-worker trial's driver process reserves: memory only, never a CPU. A CPU sliver (0.01) would leave
@@ -76,8 +77,10 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def limit_threads(threads: int) -> None:
-    """Before TensorFlow is imported in this process: cap its and OpenMP's thread pools."""
+    """Before TensorFlow is imported in this process: cap its and OpenMP's thread pools, and keep its native
+    start-up lines out of the trial's log (Ray forwards that log to the driver's terminal)."""
     os.environ.update(thread_env(threads))
+    tfenv.quiet_native_logs()
 
 
 # ------------------------------------------------------------------------------------ search space, scheduler
