@@ -3,14 +3,16 @@
     python benchmarks/time_to_quality.py                       # default (its own steps), then lab capped at 10 min
     python benchmarks/time_to_quality.py --lab-minutes 20 --eval-every 25
     python benchmarks/time_to_quality.py --presets default --out /tmp/ttq
+    python benchmarks/time_to_quality.py --presets long --eval-every 200      # configs/long.yaml, about 2 hours
 
 Each preset trains from scratch in OUT/<preset> with evaluations every --eval-every iterations (the lab preset
 every --lab-eval-every). The bar is the best (lowest) music_distance of every calibration corruption of real
 holdout windows (chorus.data.calibration), computed on the same data; "lower voices randomly transposed" is
-reported on its own as the stretch case. Wall time counts everything from the call to train(): data loading,
-tracing, training and the evaluations themselves. Prints a Markdown table per preset, the summary table of
-benchmarks/results/*-time-to-quality.md, and the matmul GFLOP/s of the machine before and after (a shared host
-moves a lot).
+reported on its own as the stretch case. For each preset it also prints the value at the first evaluation past
+each of --marks minutes (15, 30, 60, 120), so long runs show where they level off. Wall time counts everything
+from the call to train(): data loading, tracing, training and the evaluations themselves. Prints a Markdown
+table per preset, the summary table of benchmarks/results/*-time-to-quality.md, and the matmul GFLOP/s of the
+machine before and after (a shared host moves a lot).
 """
 from __future__ import annotations
 
@@ -66,6 +68,12 @@ def run_preset(name: str, overrides: list[str], minutes: float | None) -> tuple[
     return evals, time.time() - start, step
 
 
+def at_mark(evals: list[dict], minutes: float) -> str:
+    """The first evaluation at or past `minutes` of wall time, as '15 min: 1.234 (step 1400)'."""
+    e = next((e for e in evals if e["wall_s"] >= 60 * minutes), None)
+    return f"{minutes:g} min: " + (f"{e['music_distance']:.3f} (step {e['step']})" if e else "not reached")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["default", "lab"])
@@ -74,6 +82,8 @@ def main() -> None:
     ap.add_argument("--lab-eval-every", type=int, default=5, help="lab preset: iterations between evaluations")
     ap.add_argument("--lab-minutes", type=float, default=10.0, help="cap of the lab preset's wall time")
     ap.add_argument("--minutes", type=float, default=None, help="cap of every other preset (default: none)")
+    ap.add_argument("--marks", type=float, nargs="+", default=[15, 30, 60, 120],
+                    help="minutes at which each preset's curve is summarized")
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="override for every preset")
     args = ap.parse_args()
 
@@ -103,6 +113,7 @@ def main() -> None:
         print(f"\n{name}: | step | wall min | music_distance | samples/s |\n|---:|---:|---:|---:|")
         for e in evals:
             print(f"| {e['step']} | {e['wall_s'] / 60:.1f} | {e['music_distance']:.3f} | {e['samples_per_sec']} |")
+        print(f"{name} at " + "; ".join(at_mark(evals, m) for m in args.marks))
         final = evals[-1]["music_distance"] if evals else float("nan")
         summary.append({
             "preset": name, "steps": step, "wall_min": round(wall / 60, 1), "final": final,

@@ -31,6 +31,14 @@ def test_presets_load_and_only_change_what_they_name():
     assert (lab.train.d_lr, lab.train.g_lr, lab.train.beta1, lab.train.beta2) == (1e-3, 1e-3, 0.5, 0.9)
     assert lab.train.gp_weight == 10.0 and lab.train.steps == 1000
     assert lab.data == load_config().data
+    # the long preset: the default's model family, longer; only what its file names differs
+    long, default = load_config("long").to_dict(), load_config().to_dict()
+    changed = {f"{section}.{key}" for section, values in default.items() if isinstance(values, dict)
+               for key in values if long[section][key] != values[key]}
+    named = yaml.safe_load((CONFIG_DIR / "long.yaml").read_text())
+    assert changed == {f"{section}.{key}" for section in named for key in named[section]}
+    assert changed == {"model.width", "train.steps", "train.lr_end_fraction", "train.eval_every",
+                       "train.checkpoint_every", "train.sample_every", "run.dir"}
 
 
 def test_dotted_overrides_are_typed():
