@@ -77,10 +77,8 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def limit_threads(threads: int) -> None:
-    """Before TensorFlow is imported in this process: cap its and OpenMP's thread pools, and keep its native
-    start-up lines out of the trial's log (Ray forwards that log to the driver's terminal)."""
+    """Before TensorFlow is imported in this process: cap its and OpenMP's thread pools."""
     os.environ.update(thread_env(threads))
-    tfenv.quiet_native_logs()
 
 
 # ------------------------------------------------------------------------------------ search space, scheduler
@@ -270,6 +268,7 @@ def train_trial(params: dict[str, Any], base_config: dict[str, Any], settings: T
     """
     entered = time.perf_counter()
     limit_threads(settings.threads)
+    tfenv.quiet_native_logs()  # Ray forwards the trial's stderr to the driver's terminal
     cfg = trial_config(base_config, params)
     if not cfg.train.threads:
         cfg.train.threads = settings.threads
@@ -287,7 +286,7 @@ def train_trial(params: dict[str, Any], base_config: dict[str, Any], settings: T
         reporter = RayReporter(session.report, session.Checkpoint, metric=settings.metric, resumed_from_step=resumed,
                                always_forward=always_forward, extra=extra,
                                tensorboard=tensorboard_dir(settings, trial_id))
-        from chorus.trainer import train  # imports TensorFlow: after limit_threads()
+        from chorus.trainer import train  # imports TensorFlow: after limit_threads() and the filter
 
         train(cfg, report=reporter, resume_from=str(restored / "checkpoints") if restored else None, started=entered)
     if reporter.chief:
