@@ -141,7 +141,20 @@ def test_format_1_run_loads_with_exactly_the_values_it_trained_with():
     assert "config_version" not in saved
     loaded = config_from_dict(saved).to_dict()
     assert loaded.pop("config_version") == CONFIG_VERSION
+    assert loaded["model"].pop("critic_chords") is False  # added in format 3: format-1 runs trained without it
     assert loaded == saved
+
+
+def test_format_2_run_loads_without_the_keys_added_since():
+    """A config_version 2 run (saved before model.critic_chords existed) trained without the chord path, although
+    default.yaml now turns it on; every other key is read as it was saved, and a format-2 config must name them."""
+    saved = _without(_current_doc(), "model.critic_chords")
+    saved["config_version"] = 2
+    cfg = config_from_dict(saved)
+    assert cfg.model.critic_chords is False and load_config().model.critic_chords is True
+    assert cfg.to_dict()["config_version"] == CONFIG_VERSION
+    with pytest.raises(InputError, match=r"^model.width: missing config key"):
+        config_from_dict(_without(saved, "model.width"))
 
 
 DRIFTED = {"model.hold_steps": 1, "model.key_normalize": False, "train.steps": 300, "train.ema_decay": 0.0,

@@ -92,6 +92,27 @@ def test_critic_harmony_folds_each_voice_into_absolute_pitch_classes():
     assert harmony([x, x[..., :1]]).shape == (1, 1)
 
 
+def test_critic_chords_sees_a_whole_chord_at_every_step():
+    """The chord path's kernel spans the pitch window: two voices 40 semitones apart meet in one unit at their own
+    step, which the 4x4 path reaches only after three halvings of time."""
+    from chorus.trainer.model import build_critic
+
+    plain, chords = build_critic(_cfg("model.critic_chords=false")), build_critic(_cfg("model.critic_chords=true"))
+    assert chords.count_params() > plain.count_params()
+    assert chords.get_layer("chord_conv").kernel.shape[:3] == (1, 64, 5)  # one step, every pitch, 4 voices + melody
+    assert tuple(chords.get_layer("chord_steps").output.shape[1:]) == (32, 16)  # a vector per step (4 * width)
+    x = np.zeros((2, 32, 64, 4), np.float32)
+    x[:, 5, 10, 3] = 1.0  # the bass at the bottom of the window
+    x[1, 5, 50, 0] = 1.0  # and the soprano 40 semitones higher, at the same step
+    sub = chords.get_layer("chord_act").output
+    import tf_keras as keras
+
+    units = keras.Model(chords.inputs, sub)([x, x[..., :1]]).numpy()[:, :, 0]
+    changed = np.flatnonzero(np.abs(units[0] - units[1]).max(axis=-1) > 0)
+    np.testing.assert_array_equal(changed, [5])  # one step's chord unit sees both voices, no other step does
+    assert chords([x, x[..., :1]]).shape == (2, 1)
+
+
 def test_key_normalized_generation_moves_the_melody_to_c_and_the_harmony_back():
     from chorus.data.pipeline import key_shifts, shift_pitches
     from chorus.trainer.model import build_generator, generate_batched, z_shape

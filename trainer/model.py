@@ -175,11 +175,22 @@ def build_critic(cfg: Config) -> keras.Model:
     layers = keras.layers
     roll = keras.Input((d.steps, m.pitch_window, d.tracks), name="roll")
     melody = keras.Input((d.steps, m.pitch_window, 1), name="melody")
-    x = layers.Concatenate(name="with_condition")([roll, melody])  # (steps, pitches, tracks + 1)
+    x = x_in = layers.Concatenate(name="with_condition")([roll, melody])  # (steps, pitches, tracks + 1)
     for i in range(DOWN_BLOCKS):
         x = layers.Conv2D(m.width << i, m.kernel_size, strides=2, padding="same", name=f"conv{i}")(x)
         x = layers.LeakyReLU(m.leaky_slope, name=f"act{i}")(x)
     x = layers.Flatten(name="flatten")(x)
+    if m.critic_chords:
+        # The 4x4 kernels reach a chord's far voices (bass to soprano: 2-3 octaves) only at coarse time steps. This
+        # path sees every step's whole chord at once, octave by octave: one kernel spans the pitch window of every
+        # voice and the melody, then convolutions over time follow the chords.
+        c = layers.Conv2D(m.width << 2, (1, m.pitch_window), name="chord_conv")(x_in)  # (steps, 1, 4 * width)
+        c = layers.LeakyReLU(m.leaky_slope, name="chord_act")(c)
+        c = layers.Reshape((d.steps, m.width << 2), name="chord_steps")(c)
+        for i in range(2):
+            c = layers.Conv1D(m.width << (i + 2), m.kernel_size, strides=2, padding="same", name=f"chord_time{i}")(c)
+            c = layers.LeakyReLU(m.leaky_slope, name=f"chord_time_act{i}")(c)
+        x = layers.Concatenate(name="with_chords")([x, layers.Flatten(name="chord_flatten")(c)])
     if m.critic_harmony:
         # Harmony spans the whole window (a bass and a soprano are 2-3 octaves apart), beyond the 2-D kernels'
         # early reach: a second path sees every step's pitch classes per voice and convolves them over time.
