@@ -104,10 +104,10 @@ def test_critic_chords_sees_a_whole_chord_at_every_step():
     x = np.zeros((2, 32, 64, 4), np.float32)
     x[:, 5, 10, 3] = 1.0  # the bass at the bottom of the window
     x[1, 5, 50, 0] = 1.0  # and the soprano 40 semitones higher, at the same step
-    sub = chords.get_layer("chord_act").output
-    import tf_keras as keras
+    from chorus.data import tfenv
 
-    units = keras.Model(chords.inputs, sub)([x, x[..., :1]]).numpy()[:, :, 0]
+    units = tfenv.keras().Model(chords.inputs, chords.get_layer("chord_act").output)([x, x[..., :1]])
+    units = units.numpy()[:, :, 0]
     changed = np.flatnonzero(np.abs(units[0] - units[1]).max(axis=-1) > 0)
     np.testing.assert_array_equal(changed, [5])  # one step's chord unit sees both voices, no other step does
     assert chords([x, x[..., :1]]).shape == (2, 1)

@@ -170,6 +170,16 @@ class PitchClasses(keras.layers.Layer):
         return {**super().get_config(), "pitch_low": self.pitch_low}
 
 
+def _over_time(x, m, shift: int, prefix: str, flatten: str):
+    """A critic side path's per-step vectors (batch, steps, C) -> two strided convolutions over time (width << shift,
+    then twice that) -> flattened beside the main path."""
+    for i in range(2):
+        x = keras.layers.Conv1D(m.width << (shift + i), m.kernel_size, strides=2, padding="same",
+                                name=f"{prefix}{i}")(x)
+        x = keras.layers.LeakyReLU(m.leaky_slope, name=f"{prefix}_act{i}")(x)
+    return keras.layers.Flatten(name=flatten)(x)
+
+
 def build_critic(cfg: Config) -> keras.Model:
     m, d = cfg.model, cfg.data
     layers = keras.layers
@@ -187,18 +197,12 @@ def build_critic(cfg: Config) -> keras.Model:
         c = layers.Conv2D(m.width << 2, (1, m.pitch_window), name="chord_conv")(x_in)  # (steps, 1, 4 * width)
         c = layers.LeakyReLU(m.leaky_slope, name="chord_act")(c)
         c = layers.Reshape((d.steps, m.width << 2), name="chord_steps")(c)
-        for i in range(2):
-            c = layers.Conv1D(m.width << (i + 2), m.kernel_size, strides=2, padding="same", name=f"chord_time{i}")(c)
-            c = layers.LeakyReLU(m.leaky_slope, name=f"chord_time_act{i}")(c)
-        x = layers.Concatenate(name="with_chords")([x, layers.Flatten(name="chord_flatten")(c)])
+        x = layers.Concatenate(name="with_chords")([x, _over_time(c, m, 2, "chord_time", "chord_flatten")])
     if m.critic_harmony:
         # Harmony spans the whole window (a bass and a soprano are 2-3 octaves apart), beyond the 2-D kernels'
         # early reach: a second path sees every step's pitch classes per voice and convolves them over time.
         h = PitchClasses(m.pitch_low, name="harmony_fold")(roll)
-        for i in range(2):
-            h = layers.Conv1D(m.width << (i + 1), m.kernel_size, strides=2, padding="same", name=f"harmony{i}")(h)
-            h = layers.LeakyReLU(m.leaky_slope, name=f"harmony_act{i}")(h)
-        x = layers.Concatenate(name="with_harmony")([x, layers.Flatten(name="harmony_flatten")(h)])
+        x = layers.Concatenate(name="with_harmony")([x, _over_time(h, m, 1, "harmony", "harmony_flatten")])
     out = layers.Dense(1, dtype="float32", name="score")(x)  # linear: a Wasserstein critic, not a classifier
     return keras.Model([roll, melody], out, name="critic")
 
