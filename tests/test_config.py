@@ -142,6 +142,7 @@ def test_format_1_run_loads_with_exactly_the_values_it_trained_with():
     loaded = config_from_dict(saved).to_dict()
     assert loaded.pop("config_version") == CONFIG_VERSION
     assert loaded["model"].pop("critic_chords") is False  # added in format 3: format-1 runs trained without it
+    assert loaded["model"].pop("chord_layers") == 1  # added in format 4
     assert loaded == saved
 
 
@@ -155,6 +156,18 @@ def test_format_2_run_loads_without_the_keys_added_since():
     assert cfg.to_dict()["config_version"] == CONFIG_VERSION
     with pytest.raises(InputError, match=r"^model.width: missing config key"):
         config_from_dict(_without(saved, "model.width"))
+
+
+def test_format_3_run_keeps_its_one_layer_chord_path():
+    """A config_version 3 run (saved before model.chord_layers existed) trained a chord path of one per-step layer,
+    although default.yaml now asks for two: its checkpoints load only into the model it trained."""
+    saved = _without(_current_doc(), "model.chord_layers")
+    saved["config_version"] = 3
+    cfg = config_from_dict(saved)
+    assert cfg.model.chord_layers == 1 and load_config().model.chord_layers == 2
+    assert cfg.model.critic_chords is True  # a format-3 key: read as saved
+    with pytest.raises(InputError, match=r"^model.critic_chords: missing config key"):
+        config_from_dict(_without(saved, "model.critic_chords"))
 
 
 DRIFTED = {"model.hold_steps": 1, "model.key_normalize": False, "train.steps": 300, "train.ema_decay": 0.0,

@@ -113,6 +113,17 @@ def test_critic_chords_sees_a_whole_chord_at_every_step():
     assert chords([x, x[..., :1]]).shape == (2, 1)
 
 
+def test_chord_layers_add_per_step_layers_to_the_chord_path():
+    from chorus.trainer.model import build_critic
+
+    one, two = build_critic(_cfg("model.chord_layers=1")), build_critic(_cfg("model.chord_layers=2"))
+    assert two.count_params() - one.count_params() == 16 * 16 + 16  # one 1x1 layer of 4 * width units
+    assert two.get_layer("chord_conv1").kernel.shape == (1, 1, 16, 16)
+    assert tuple(two.get_layer("chord_steps").output.shape[1:]) == (32, 16)
+    plain = build_critic(_cfg("model.critic_chords=false", "model.chord_layers=3"))
+    assert not any(layer.name.startswith("chord") for layer in plain.layers)  # no chord path, whatever its depth
+
+
 def test_key_normalized_generation_moves_the_melody_to_c_and_the_harmony_back():
     from chorus.data.pipeline import key_shifts, shift_pitches
     from chorus.trainer.model import build_generator, generate_batched, z_shape

@@ -42,6 +42,7 @@ class ModelConfig:
     hold_steps: Annotated[Int, Field(ge=1)]  # the head decides once per this many steps
     critic_harmony: Bool  # the critic also sees each step's pitch classes per voice
     critic_chords: Bool  # the critic also sees every step's whole chord (one kernel spans the pitch window)
+    chord_layers: Annotated[Int, Field(ge=1)]  # per-step layers of that chord path: the spanning kernel, then 1x1s
     key_normalize: Bool  # train and generate in C: each window moved by its melody's key
 
 
@@ -119,7 +120,7 @@ class Config:
 # --------------------------------------------------------------------------------------------- versions
 # The format of a saved config (a run's config.yaml, a checkpoint's, a search snapshot's base_config). Bump it when
 # a change would make an old saved config load differently, and add that format's rule to upgrade_config_doc.
-CONFIG_VERSION = 3
+CONFIG_VERSION = 4
 
 # Format 1: written before config_version existed (up to commit efacc32). Its loader filled a key that a saved
 # config lacked (one saved before that key existed) from the dataclass defaults, which in eight places were not
@@ -149,25 +150,31 @@ FORMAT_1_DEFAULTS: dict[str, Any] = {
 # format-1 or format-2 config that lacks one takes the value below (off), never default.yaml's. Frozen.
 FORMAT_2_ADDED: dict[str, Any] = {"model": {"critic_chords": False}}
 
+# Format 3 (up to commit 726cb3e): the chord path had one per-step layer. Frozen.
+FORMAT_3_ADDED: dict[str, Any] = {"model": {"chord_layers": 1}}
+
 
 def upgrade_config_doc(doc: dict[str, Any], source: str = "") -> dict[str, Any]:
     """A config document in the current format (config_version: CONFIG_VERSION).
 
     - No config_version: format 1. Every key it lacks takes its FORMAT_1_DEFAULTS value, the one the run used.
-    - Formats 1 and 2 then take FORMAT_2_ADDED's value for each key added in format 3.
+    - Formats 1 and 2 then take FORMAT_2_ADDED's value for each key added in format 3, and formats 1 to 3
+      FORMAT_3_ADDED's for each key added in format 4.
     - config_version: CONFIG_VERSION: returned as it is; it must name every key (nothing is filled in).
     - Anything else was written by a newer chorus (or by hand) and is refused.
     """
     if not isinstance(doc, dict):
         return doc  # validation names the problem
     version = doc.get("config_version", 1)
-    if isinstance(version, bool) or version not in (1, 2, CONFIG_VERSION):
+    if isinstance(version, bool) or version not in (1, 2, 3, CONFIG_VERSION):
         raise InputError(f"{source}config_version: this chorus reads formats 1 to {CONFIG_VERSION}, got {version!r}")
     rest = {k: v for k, v in doc.items() if k != "config_version"}
     if version == 1:
         rest = deep_merge(copy.deepcopy(FORMAT_1_DEFAULTS), rest)
     if version in (1, 2):
         rest = deep_merge(copy.deepcopy(FORMAT_2_ADDED), rest)
+    if version in (1, 2, 3):
+        rest = deep_merge(copy.deepcopy(FORMAT_3_ADDED), rest)
     return {"config_version": CONFIG_VERSION, **rest}
 
 

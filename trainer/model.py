@@ -196,6 +196,9 @@ def build_critic(cfg: Config) -> keras.Model:
         # voice and the melody, then convolutions over time follow the chords.
         c = layers.Conv2D(m.width << 2, (1, m.pitch_window), name="chord_conv")(x_in)  # (steps, 1, 4 * width)
         c = layers.LeakyReLU(m.leaky_slope, name="chord_act")(c)
+        for i in range(1, m.chord_layers):  # more per-step layers (kernel 1): what the chord's notes make together
+            c = layers.Conv2D(m.width << 2, 1, name=f"chord_conv{i}")(c)
+            c = layers.LeakyReLU(m.leaky_slope, name=f"chord_act{i}")(c)
         c = layers.Reshape((d.steps, m.width << 2), name="chord_steps")(c)
         x = layers.Concatenate(name="with_chords")([x, _over_time(c, m, 2, "chord_time", "chord_flatten")])
     if m.critic_harmony:
