@@ -153,28 +153,31 @@ FORMAT_2_ADDED: dict[str, Any] = {"model": {"critic_chords": False}}
 # Format 3 (up to commit 726cb3e): the chord path had one per-step layer. Frozen.
 FORMAT_3_ADDED: dict[str, Any] = {"model": {"chord_layers": 1}}
 
+# (format, the keys added after it with the values its runs trained with): a config of that format or older lacks
+# them. A new format adds one row here.
+ADDED_AFTER: tuple[tuple[int, dict[str, Any]], ...] = ((2, FORMAT_2_ADDED), (3, FORMAT_3_ADDED))
+
 
 def upgrade_config_doc(doc: dict[str, Any], source: str = "") -> dict[str, Any]:
     """A config document in the current format (config_version: CONFIG_VERSION).
 
     - No config_version: format 1. Every key it lacks takes its FORMAT_1_DEFAULTS value, the one the run used.
-    - Formats 1 and 2 then take FORMAT_2_ADDED's value for each key added in format 3, and formats 1 to 3
-      FORMAT_3_ADDED's for each key added in format 4.
+    - Then, for each row of ADDED_AFTER whose format is this one or newer, every key it lacks takes that row's
+      value (formats 1 and 2: FORMAT_2_ADDED; formats 1 to 3: FORMAT_3_ADDED).
     - config_version: CONFIG_VERSION: returned as it is; it must name every key (nothing is filled in).
     - Anything else was written by a newer chorus (or by hand) and is refused.
     """
     if not isinstance(doc, dict):
         return doc  # validation names the problem
     version = doc.get("config_version", 1)
-    if isinstance(version, bool) or version not in (1, 2, 3, CONFIG_VERSION):
+    if isinstance(version, bool) or version not in tuple(range(1, CONFIG_VERSION + 1)):
         raise InputError(f"{source}config_version: this chorus reads formats 1 to {CONFIG_VERSION}, got {version!r}")
     rest = {k: v for k, v in doc.items() if k != "config_version"}
     if version == 1:
         rest = deep_merge(copy.deepcopy(FORMAT_1_DEFAULTS), rest)
-    if version in (1, 2):
-        rest = deep_merge(copy.deepcopy(FORMAT_2_ADDED), rest)
-    if version in (1, 2, 3):
-        rest = deep_merge(copy.deepcopy(FORMAT_3_ADDED), rest)
+    for last, added in ADDED_AFTER:
+        if version <= last:
+            rest = deep_merge(copy.deepcopy(added), rest)
     return {"config_version": CONFIG_VERSION, **rest}
 
 
